@@ -1,0 +1,42 @@
+/**
+ * Where commands print. Injected so tests can run the CLI in-process and capture everything
+ * (including checking that no secret ever reaches stdout/stderr).
+ */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  /** true when stderr is a terminal (progress bars are drawn only then) */
+  isTTY: boolean;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** answers an interactive question (flash confirmation); undefined when there is no terminal */
+  prompt?: (question: string) => Promise<string>;
+}
+
+export type OutputFormat = 'text' | 'json';
+
+export function processIo(): Io {
+  return {
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+    isTTY: Boolean(process.stderr.isTTY),
+    env: process.env,
+    cwd: process.cwd(),
+    prompt: process.stdin.isTTY
+      ? async (question: string) => {
+          const { createInterface } = await import('node:readline/promises');
+          const rl = createInterface({ input: process.stdin, output: process.stderr });
+          try {
+            return await rl.question(question);
+          } finally {
+            rl.close();
+          }
+        }
+      : undefined,
+  };
+}
+
+/** Print a value as pretty JSON followed by a newline. */
+export function printJson(io: Io, value: unknown): void {
+  io.out(`${JSON.stringify(value, null, 2)}\n`);
+}

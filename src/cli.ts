@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+/**
+ * pi-image command-line entry point. The ONE place where errors are caught and mapped to exit codes:
+ *   0 ok · 1 a check failed (verify, boot-test, validate --strict) · 2 bad input · 3 environment
+ *   (missing tool, key, disk space) · 4 I/O or device · 5 cluster · 70 internal (printed with a stack)
+ */
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import yargs from 'yargs';
+import { type Io, processIo } from './app/io.js';
+import { EXIT_CODES, PiImageError } from './core/errors.js';
+import { commands } from './commands/index.js';
+import { getExitCode, setIo } from './commands/context.js';
+
+export function toolVersion(): string {
+  const pkgPath = fileURLToPath(new URL('../package.json', import.meta.url));
+  return (JSON.parse(readFileSync(pkgPath, 'utf8')) as { version: string }).version;
+}
+
+/** Marks a yargs usage problem (unknown command, missing argument) so it maps to exit code 2. */
+class UsageError extends PiImageError {
+  constructor(message: string) {
+    super('input', message, { hint: 'run `pi-image --help` or `pi-image <command> --help`' });
+  }
+}
+
+function report(io: Io, error: unknown): number {
+  if (error instanceof PiImageError) {
+    io.err(`error: ${error.message}\n`);
+    for (const line of error.details) io.err(`  ${line}\n`);
+    if (error.hint) io.err(`hint: ${error.hint}\n`);
+    if (error.category === 'internal' && error.stack) io.err(`${error.stack}\n`);
+    return error.exitCode;
+  }
+  const e = error instanceof Error ? error : new Error(String(error));
+  io.err(`internal error: ${e.message}\n${e.stack ?? ''}\n`);
+  io.err('hint: this is a bug in pi-image; please report it with the output above\n');
+  return EXIT_CODES.internal;
+}
+
+/** Runs the CLI with the given arguments; resolves to the exit code. Never calls process.exit. */
+export async function runCli(argv: readonly string[], io: Io = processIo()): Promise<number> {
+  setIo(io);
+  let exitCode = 0;
+  const parser = yargs([...argv])
+    .scriptName('pi-image')
+    .usage('$0 <command> [options]\n\nTurn a cluster inventory into self-provisioning Raspberry Pi OS images for k3s.')
+    .option('inventory', {
+      alias: 'i',
+      type: 'string',
+      default: 'nodes',
+      describe: 'inventory directory (cluster.yaml + one <hostname>.yaml per node)',
+      global: true,
+    })
+    .option('output', {
+      alias: 'o',
+      choices: ['text', 'json'] as const,
+      default: 'text' as const,
+      describe: 'output format',
+      global: true,
+    })
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'more detail', global: true })
+    .command(commands)
+    .demandCommand(1, 'pi-image needs a command')
+    .strict()
+    .recommendCommands()
+    .version(toolVersion())
+    .alias('version', 'V')
+    .help()
+    .alias('help', 'h')
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? new UsageError(msg);
+    });
+
+  try {
+    let printed = '';
+    await parser.parseAsync([...argv], {}, (_err, _argv, output) => {
+      printed = output;
+    });
+    if (printed) io.out(printed.endsWith('\n') ? printed : `${printed}\n`);
+    exitCode = getExitCode();
+  } catch (error) {
+    exitCode = report(io, error);
+  }
+  return exitCode;
+}
+
+function isMain(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
+  runCli(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

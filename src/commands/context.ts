@@ -1,0 +1,33 @@
+import type { Argv } from 'yargs';
+import type { Io, OutputFormat } from '../app/io.js';
+
+/** Options every command understands (declared once in src/cli.ts). */
+export interface GlobalArgs {
+  inventory: string;
+  output: OutputFormat;
+  verbose: boolean;
+}
+
+/**
+ * The Io of the current run. src/cli.ts sets it before yargs parses, so command handlers can
+ * print without reaching for process.stdout (tests run the CLI in-process).
+ */
+let current: Io | undefined;
+let exitCode = 0;
+export function setIo(io: Io): void {
+  current = io;
+  exitCode = 0;
+}
+/** A command that finished its work but found failures (e.g. verify) sets a non-zero exit code here. */
+export function setExitCode(code: number): void {
+  exitCode = code;
+}
+export function getExitCode(): number {
+  return exitCode;
+}
+export function io(): Io {
+  if (!current) throw new Error('Io not set: commands must be run through runCli()');
+  return current;
+}
+
+export type Builder<T> = (y: Argv<GlobalArgs>) => Argv<T>;

@@ -1,0 +1,204 @@
+/**
+ * Inventory validation in stages, every problem reported at once:
+ *   1. YAML syntax (per file, with line:col)
+ *   2. schema (per file: types, formats, unknown fields)
+ *   3. rules across fields and files (uniqueness, addresses in the subnet, server count, …)
+ * then normalisation into the Inventory model (defaults → role → node). Pure: no I/O.
+ */
+import type { z } from 'zod';
+import type { Inventory } from '../model.js';
+import { type Diagnostic, sortDiagnostics } from './diagnostics.js';
+import { buildInventory } from './normalise.js';
+import { checkRules } from './rules.js';
+import { type ClusterFile, clusterFileSchema, type NodeFile, nodeFileSchema } from './schema.js';
+import { type InventoryFileText, SourceFile } from './source.js';
+
+export const CLUSTER_FILE = 'cluster.yaml';
+
+export interface ValidateOptions {
+  /** inventory directory as given by the user (kept in the model for adapters) */
+  dir: string;
+  /** base image names present in the catalogue; when given, cluster.image must be one of them */
+  knownImages?: readonly string[];
+}
+
+export interface ParsedCluster {
+  source: SourceFile;
+  data: ClusterFile;
+}
+export interface ParsedNode {
+  source: SourceFile;
+  data: NodeFile;
+  /** hostname (from the file or its name) */
+  hostname: string;
+}
+
+export interface ValidationResult {
+  inventory?: Inventory;
+  errors: Diagnostic[];
+  warnings: Diagnostic[];
+}
+
+function basename(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+function valueAt(obj: unknown, path: readonly PropertyKey[]): unknown {
+  let cur: unknown = obj;
+  for (const key of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[key];
+  }
+  return cur;
+}
+
+function shortValue(v: unknown): string | undefined {
+  if (typeof v === 'string') return v.length > 40 ? `"${v.slice(0, 37)}…"` : v === '' ? '""' : v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return undefined;
+}
+
+/** Edit distance, for "did you mean" on unknown fields. */
+function distance(a: string, b: string): number {
+  const d: number[] = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!;
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = d[j]!;
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return d[b.length]!;
+}
+
+function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  // Walk the zod object shape along the path (through optional/default wrappers).
+  let cur: unknown = schema;
+  const unwrap = (s: unknown): unknown => {
+    let x = s as { def?: { innerType?: unknown; type?: string; element?: unknown }; shape?: unknown };
+    while (x?.def?.innerType) x = x.def.innerType as typeof x;
+    return x;
+  };
+  cur = unwrap(cur);
+  for (const key of path) {
+    const s = cur as { shape?: Record<string, unknown>; def?: { type?: string; element?: unknown } };
+    if (typeof key === 'number' && s.def?.type === 'array') cur = unwrap(s.def.element);
+    else if (s.shape && typeof key === 'string') cur = unwrap(s.shape[key]);
+    else return [];
+  }
+  const shape = (cur as { shape?: Record<string, unknown> }).shape;
+  return shape ? Object.keys(shape) : [];
+}
+
+function schemaDiagnostics(source: SourceFile, schema: z.ZodType, raw: unknown, issues: z.core.$ZodIssue[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const issue of issues) {
+    const path = issue.path as (string | number)[];
+    if (issue.code === 'unrecognized_keys') {
+      const keys = knownKeys(schema, path);
+      for (const key of issue.keys) {
+        const best = keys
+          .map((k) => ({ k, d: distance(key, k) }))
+          .sort((a, b) => a.d - b.d)
+          .find((c) => c.d <= Math.max(2, Math.floor(key.length / 3)));
+        const hint = best ? `; did you mean "${best.k}"?` : keys.length ? `; known fields: ${keys.join(', ')}` : '';
+        out.push(source.diag([...path, key], `unknown field${hint}`, 'error', true));
+      }
+      continue;
+    }
+    const value = valueAt(raw, path);
+    if (issue.code === 'invalid_type' && value === undefined) {
+      out.push(source.diag(path, `is required (${issue.expected})`));
+      continue;
+    }
+    if (issue.code === 'invalid_union') {
+      // Report the most specific branch message: the one whose errors go deepest.
+      const branches = issue.errors.map((errs) => errs.filter((e) => e.code !== 'invalid_type'));
+      const best = branches.find((b) => b.length > 0);
+      if (best) {
+        out.push(...schemaDiagnostics(source, schema, raw, best.map((e) => ({ ...e, path: [...path, ...e.path] }) as z.core.$ZodIssue)));
+        continue;
+      }
+    }
+    const shown = shortValue(value);
+    let message = issue.message;
+    if (issue.code === 'invalid_type') message = `must be ${issue.expected === 'record' ? 'a mapping' : `a ${issue.expected}`}`;
+    if (issue.code === 'invalid_value' && 'values' in issue) {
+      message = issue.message.startsWith('must') ? issue.message : `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    }
+    out.push(source.diag(path, shown !== undefined && !message.startsWith('must') ? `${shown} ${message}` : shown !== undefined ? `${shown}: ${message}` : message));
+  }
+  return out;
+}
+
+/** Stages 1 and 2 for one file. */
+function parseFile<T extends z.ZodType>(
+  file: InventoryFileText,
+  schema: T,
+): { source?: SourceFile; data?: z.output<T>; errors: Diagnostic[] } {
+  const { source, errors } = SourceFile.parse(file);
+  if (!source) return { errors };
+  const raw = source.toJS();
+  const result = schema.safeParse(raw);
+  if (result.success) return { source, data: result.data, errors: [] };
+  return { source, errors: schemaDiagnostics(source, schema, raw, result.error.issues) };
+}
+
+/**
+ * Validates the inventory files (cluster.yaml and one file per node).
+ * `files` are the *.yaml files of the inventory directory, with paths as shown to the user.
+ */
+export function validateInventory(files: readonly InventoryFileText[], opts: ValidateOptions): ValidationResult {
+  const errors: Diagnostic[] = [];
+  const warnings: Diagnostic[] = [];
+  const clusterText = files.find((f) => basename(f.path) === CLUSTER_FILE);
+  let cluster: ParsedCluster | undefined;
+  if (!clusterText) {
+    errors.push({
+      severity: 'error',
+      file: `${opts.dir.replace(/\/$/, '')}/${CLUSTER_FILE}`,
+      line: 1,
+      col: 1,
+      field: '',
+      message: `missing: every inventory needs a ${CLUSTER_FILE} (see docs/inventory.md)`,
+    });
+  } else {
+    const r = parseFile(clusterText, clusterFileSchema);
+    errors.push(...r.errors);
+    if (r.source && r.data) cluster = { source: r.source, data: r.data };
+  }
+
+  const nodes: ParsedNode[] = [];
+  let nodeFiles = 0;
+  for (const file of files) {
+    if (file === clusterText) continue;
+    nodeFiles++;
+    const r = parseFile(file, nodeFileSchema);
+    errors.push(...r.errors);
+    if (r.source && r.data) {
+      const stem = basename(file.path).replace(/\.ya?ml$/, '');
+      nodes.push({ source: r.source, data: r.data, hostname: r.data.hostname ?? stem });
+    }
+  }
+  if (nodeFiles === 0 && clusterText) {
+    errors.push({
+      severity: 'error',
+      file: clusterText.path,
+      line: 1,
+      col: 1,
+      field: '',
+      message: 'the inventory has no nodes: add one <hostname>.yaml per node next to cluster.yaml',
+    });
+  }
+
+  // Stage 3 runs on everything that passed stage 2, so one bad file doesn't hide rule problems elsewhere.
+  const rules = checkRules(cluster, nodes, opts);
+  errors.push(...rules.filter((d) => d.severity === 'error'));
+  warnings.push(...rules.filter((d) => d.severity === 'warning'));
+
+  const result: ValidationResult = { errors: sortDiagnostics(errors), warnings: sortDiagnostics(warnings) };
+  if (errors.length === 0 && cluster) result.inventory = buildInventory(cluster, nodes, opts.dir);
+  return result;
+}
