@@ -50,7 +50,8 @@ export async function checkInventory(dir: string, opts: LoadOptions = {}): Promi
     names.map(async (name) => ({ path: displayPath(join(abs, name), cwd), text: await readFile(join(abs, name), 'utf8') })),
   );
   const knownImages = await catalogueNames(opts.catalogueDir ?? packagePath('images'));
-  return validateInventory(files, knownImages ? { dir: abs, knownImages } : { dir: abs });
+  const displayDir = displayPath(abs, cwd);
+  return validateInventory(files, knownImages ? { dir: abs, displayDir, knownImages } : { dir: abs, displayDir });
 }
 
 /** Loads and validates the inventory; throws an InputError listing every problem. */

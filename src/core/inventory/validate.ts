@@ -18,6 +18,8 @@ export const CLUSTER_FILE = 'cluster.yaml';
 export interface ValidateOptions {
   /** inventory directory as given by the user (kept in the model for adapters) */
   dir: string;
+  /** the directory as shown in messages (default: dir) */
+  displayDir?: string;
   /** base image names present in the catalogue; when given, cluster.image must be one of them */
   knownImages?: readonly string[];
 }
@@ -50,6 +52,12 @@ function valueAt(obj: unknown, path: readonly PropertyKey[]): unknown {
     cur = (cur as Record<PropertyKey, unknown>)[key];
   }
   return cur;
+}
+
+function describeType(t: string): string {
+  if (t === 'object' || t === 'record') return 'a mapping (key: value lines)';
+  if (t === 'array') return 'a list';
+  return `a ${t}`;
 }
 
 function shortValue(v: unknown): string | undefined {
@@ -109,8 +117,13 @@ function schemaDiagnostics(source: SourceFile, schema: z.ZodType, raw: unknown, 
       continue;
     }
     const value = valueAt(raw, path);
-    if (issue.code === 'invalid_type' && value === undefined) {
-      out.push(source.diag(path, `is required (${issue.expected})`));
+    if (value === undefined && (issue.code === 'invalid_type' || issue.code === 'invalid_value')) {
+      const what = issue.code === 'invalid_value' ? `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` : describeType(issue.expected);
+      out.push(source.diag(path, `is required (${what})`));
+      continue;
+    }
+    if (value === null && issue.code === 'invalid_type') {
+      out.push(source.diag(path, `is empty; expected ${describeType(issue.expected)}`, 'error', true));
       continue;
     }
     if (issue.code === 'invalid_union') {
@@ -124,7 +137,7 @@ function schemaDiagnostics(source: SourceFile, schema: z.ZodType, raw: unknown, 
     }
     const shown = shortValue(value);
     let message = issue.message;
-    if (issue.code === 'invalid_type') message = `must be ${issue.expected === 'record' ? 'a mapping' : `a ${issue.expected}`}`;
+    if (issue.code === 'invalid_type') message = `must be ${describeType(issue.expected)}`;
     if (issue.code === 'invalid_value' && 'values' in issue) {
       message = issue.message.startsWith('must') ? issue.message : `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     }
@@ -158,7 +171,7 @@ export function validateInventory(files: readonly InventoryFileText[], opts: Val
   if (!clusterText) {
     errors.push({
       severity: 'error',
-      file: `${opts.dir.replace(/\/$/, '')}/${CLUSTER_FILE}`,
+      file: `${(opts.displayDir ?? opts.dir).replace(/\/$/, '')}/${CLUSTER_FILE}`,
       line: 1,
       col: 1,
       field: '',
