@@ -41,7 +41,7 @@ function report(io: Io, error: unknown): number {
 /** Runs the CLI with the given arguments; resolves to the exit code. Never calls process.exit. */
 export async function runCli(argv: readonly string[], io: Io = processIo()): Promise<number> {
   setIo(io);
-  let exitCode = 0;
+  let exitCode: number;
   const parser = yargs([...argv])
     .scriptName('pi-image')
     .usage('$0 <command> [options]\n\nTurn a cluster inventory into self-provisioning Raspberry Pi OS images for k3s.')

@@ -64,7 +64,7 @@ const cases: Case[] = [
   },
   {
     name: 'empty section',
-    edit: (f) => sub(f, C, /k3s:\n  version: .*\n/, 'k3s:\n'),
+    edit: (f) => sub(f, C, /k3s:\n {2}version: .*\n/, 'k3s:\n'),
     expect: ['nodes/cluster.yaml:7:1 k3s: is empty; expected a mapping'],
   },
   {
@@ -107,7 +107,7 @@ const cases: Case[] = [
   },
   {
     name: 'no SSH keys',
-    edit: (f) => sub(f, C, /  sshKeys:\n    - .*\n/, '  sshKeys: []\n'),
+    edit: (f) => sub(f, C, / {2}sshKeys:\n {4}- .*\n/, '  sshKeys: []\n'),
     expect: ['nodes/cluster.yaml:20:12 admin.sshKeys: needs at least one SSH public key'],
   },
   // --- stage 3: rules ---
@@ -154,7 +154,7 @@ const cases: Case[] = [
   },
   {
     name: 'neither k3s version nor channel',
-    edit: (f) => sub(f, C, /  version: .*\n/, '  port: 6443\n'),
+    edit: (f) => sub(f, C, / {2}version: .*\n/, '  port: 6443\n'),
     expect: ['nodes/cluster.yaml:8:3 k3s: needs a pinned version'],
   },
   {
@@ -294,7 +294,7 @@ describe('pi-image validate rejects invalid inventories', () => {
 
   it('keeps warnings apart and makes them fatal with --strict', async () => {
     const files = sampleFiles();
-    files[C] = files[C]!.replace(/  version: .*\n/, '  channel: stable\n');
+    files[C] = files[C]!.replace(/ {2}version: .*\n/, '  channel: stable\n');
     const inv = writeInventory(files);
     cleanups.push(inv.cleanup);
     const lax = await cli(['validate'], { cwd: inv.root });

@@ -63,7 +63,6 @@ export class SourceFile {
         const last = i === path.length - 1;
         if (last && atKey && isScalar(pair.key) && pair.key.range) {
           offset = pair.key.range[0];
-          node = undefined;
           break;
         }
         node = (pair.value as Node | null) ?? undefined;
