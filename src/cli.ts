@@ -4,18 +4,14 @@
  *   0 ok · 1 a check failed (verify, boot-test, validate --strict) · 2 bad input · 3 environment
  *   (missing tool, key, disk space) · 4 I/O or device · 5 cluster · 70 internal (printed with a stack)
  */
-import { readFileSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { type Io, processIo } from './app/io.js';
+import { toolVersion } from './app/version.js';
 import { EXIT_CODES, PiImageError } from './core/errors.js';
 import { commands } from './commands/index.js';
 import { getExitCode, setIo } from './commands/context.js';
-
-export function toolVersion(): string {
-  const pkgPath = fileURLToPath(new URL('../package.json', import.meta.url));
-  return (JSON.parse(readFileSync(pkgPath, 'utf8')) as { version: string }).version;
-}
 
 /** Marks a yargs usage problem (unknown command, missing argument) so it maps to exit code 2. */
 class UsageError extends PiImageError {

@@ -1,0 +1,310 @@
+/**
+ * `pi-image build`: render → copy the base sparsely → inspect it → write the seed, cmdline.txt and
+ * rootfs payload → hash → (compress) → rename into place, with a build record beside the image.
+ * The cached base is only ever read. Every output appears atomically or not at all.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { basename, isAbsolute, join, resolve } from 'node:path';
+import { cacheDir, cachedImagePath, readCacheRecord } from '../adapters/download.js';
+import { ext4Apply, type Ext4Op, requireCloudInit } from '../adapters/ext4.js';
+import { fatReadText } from '../adapters/fat.js';
+import {
+  allocatedBytes,
+  ensureFreeSpace,
+  fileSha256,
+  removeOnSignal,
+  sparseCopy,
+  tempPathFor,
+  withTempOutput,
+  writeRenderedFiles,
+} from '../adapters/image-files.js';
+import { type ImageLayout, inspectImage } from '../adapters/partitions.js';
+import { packagePath } from '../adapters/paths.js';
+import { run } from '../adapters/process.js';
+import { loadOrCreateSecrets } from '../adapters/secrets.js';
+import { loadTemplates } from '../adapters/templates.js';
+import { type BakePlan, type HostFile, planBake } from '../core/bake.js';
+import { EnvironmentError, InputError, IoError } from '../core/errors.js';
+import type { Inventory, NodeFileSet, RenderedFile, Secrets } from '../core/model.js';
+import { transformCmdline } from '../core/render/cmdline.js';
+import { buildYearFrom, fileDigest, renderNodes } from './render.js';
+import { atomicWriteFile } from './atomic.js';
+
+export interface BuildOptions {
+  inventory: Inventory;
+  /** hostnames; every node when empty */
+  nodes: readonly string[];
+  /** catalogue name or a path to a raw image; default: the cluster's image from the cache */
+  base?: string;
+  outDir: string;
+  compress: 'none' | 'xz' | 'zstd';
+  jobs: number;
+  dryRun: boolean;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  now: Date;
+  toolVersion: string;
+  /** progress of one node: phase name and fraction 0..1 */
+  onProgress?: (node: string, phase: string, fraction: number) => void;
+}
+
+export interface BuildRecord {
+  version: 1;
+  node: string;
+  role: string;
+  instanceId: string;
+  tool: { name: 'pi-image'; version: string };
+  builtAt: string;
+  base: { name: string; path: string; sha256: string; size: number };
+  inputs: { inventorySha256: string; templatesSha256: string; secretsVersion: number; secretsDigest: string };
+  image: { path: string; sha256: string; size: number; compress: string; rawSha256: string };
+  /**
+   * Every file pi-image put into the image. `sha256` for ordinary files; files holding secrets carry
+   * only `digest` (HMAC keyed by a cluster secret), so the record reveals nothing about them.
+   */
+  files: { target: 'boot' | 'root'; path: string; mode: string; bytes: number; secret: boolean; sha256?: string; digest: string }[];
+}
+
+export interface BuildResult {
+  plans: BakePlan[];
+  records: BuildRecord[];
+}
+
+function sha256(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Resolves --base: an existing file path, else a catalogue name in the cache. */
+async function resolveBase(opts: BuildOptions): Promise<{ name: string; path: string; sha256?: string }> {
+  const wanted = opts.base ?? opts.inventory.cluster.baseImage;
+  const looksLikePath = wanted.includes('/') || /\.img$/.test(wanted);
+  if (looksLikePath) {
+    const p = isAbsolute(wanted) ? wanted : resolve(opts.cwd, wanted);
+    try {
+      const st = await stat(p);
+      if (!st.isFile()) throw new InputError(`--base ${wanted} is not a file`);
+    } catch (e) {
+      if (e instanceof InputError) throw e;
+      throw new InputError(`base image ${wanted} does not exist`, { hint: 'pass --base PATH to a raw .img, or a catalogue name (pi-image images list)' });
+    }
+    return { name: basename(p), path: p };
+  }
+  const dir = cacheDir(opts.env);
+  const path = await cachedImagePath(dir, wanted);
+  if (!path) {
+    throw new EnvironmentError(`base image ${wanted} is not in the cache (${dir})`, {
+      hint: `run \`pi-image images fetch ${wanted}\` (or \`pi-image images import FILE --name ${wanted}\` offline), or pass --base PATH`,
+    });
+  }
+  const record = await readCacheRecord(dir, wanted);
+  return record ? { name: wanted, path, sha256: record.sha256 } : { name: wanted, path };
+}
+
+async function listHostFiles(dir: string, filter: (name: string) => boolean): Promise<HostFile[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const out: HostFile[] = [];
+  for (const name of names.filter(filter).sort()) {
+    const st = await stat(join(dir, name));
+    if (st.isFile()) out.push({ name, path: join(dir, name), size: st.size });
+  }
+  return out;
+}
+
+async function airgapInputs(inv: Inventory): Promise<{ dir: string; files: HostFile[] } | undefined> {
+  const rel = inv.cluster.k3s.airgapDir;
+  if (!rel) return undefined;
+  const dir = isAbsolute(rel) ? rel : join(inv.dir, rel);
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new Error('not a directory');
+  } catch {
+    throw new InputError(`air-gap directory ${dir} (k3s.airgapDir in ${inv.cluster.source}) does not exist`, {
+      hint: 'create it with k3s-arm64, install.sh and k3s-airgap-images-arm64.tar.zst, or remove k3s.airgapDir',
+    });
+  }
+  return { dir, files: await listHostFiles(dir, () => true) };
+}
+
+/** A stable hash of the validated inventory (without the local directory path). */
+export function inventoryHash(inv: Inventory): string {
+  return sha256(JSON.stringify({ cluster: { ...inv.cluster, source: undefined }, nodes: inv.nodes.map((n) => ({ ...n, source: undefined })) }));
+}
+
+async function compressFile(src: string, dest: string, kind: 'xz' | 'zstd'): Promise<void> {
+  await withTempOutput(dest, async (tmp) => {
+    if (kind === 'xz') await run('sh', ['-c', 'xz -T0 -c -6 -- "$1" > "$2"', 'sh', src, tmp], { what: 'xz' });
+    else await run('zstd', ['-q', '-T0', '-f', '-o', tmp, '--', src], { what: 'zstd' });
+  });
+}
+
+/** Bakes one node; returns its build record. */
+async function bakeNode(
+  plan: BakePlan,
+  set: NodeFileSet,
+  layout: ImageLayout,
+  secrets: Secrets,
+  base: { name: string; path: string; sha256: string; size: number },
+  inputs: BuildRecord['inputs'],
+  opts: BuildOptions,
+): Promise<BuildRecord> {
+  const progress = (phase: string, f: number) => opts.onProgress?.(plan.node, phase, f);
+  const epoch = Math.floor(opts.now.getTime() / 1000);
+  const rawOut = plan.compress === 'none' ? plan.output : plan.output.replace(/\.(xz|zst)$/, '');
+  const injected: (RenderedFile & { uid?: number; gid?: number })[] = set.files.filter((f) => f.target === 'boot' || f.target === 'root');
+  let rawSha = '';
+
+  const produce = async (tmp: string) => {
+    progress('copy', 0.05);
+    await sparseCopy(base.path, tmp);
+    progress('seed', 0.4);
+    const boot = { image: tmp, offset: layout.boot.startBytes };
+    const cmdline = transformCmdline(await fatReadText(boot, '/cmdline.txt'), set.instanceId);
+    const cmdlineFile: RenderedFile = { path: 'cmdline.txt', target: 'boot', mode: 0o755, contents: cmdline, secret: false };
+    injected.push(cmdlineFile);
+    await writeRenderedFiles(tmp, layout, injected, { epoch });
+    if (plan.payload.length) {
+      progress('payload', 0.55);
+      const ops: Ext4Op[] = [];
+      for (const p of plan.payload) ops.push({ kind: 'file', path: p.dest, contents: await readFile(p.source), mode: p.mode });
+      await ext4Apply({ image: tmp, offset: layout.root.startBytes }, ops, { epoch });
+    }
+    progress('hash', 0.75);
+    rawSha = await fileSha256(tmp);
+  };
+
+  if (plan.compress === 'none') {
+    await withTempOutput(rawOut, produce);
+  } else {
+    // the raw image only ever exists under a temp name; the compressed one is renamed into place
+    const rawTmp = tempPathFor(rawOut);
+    const unregister = removeOnSignal(rawTmp);
+    try {
+      await produce(rawTmp);
+      progress('compress', 0.85);
+      await compressFile(rawTmp, plan.output, plan.compress);
+    } finally {
+      await rm(rawTmp, { force: true });
+      unregister();
+    }
+  }
+  const finalSha = plan.compress === 'none' ? rawSha : await fileSha256(plan.output);
+  const finalSize = (await stat(plan.output)).size;
+
+  const payloadFiles = await Promise.all(
+    plan.payload.map(async (p) => {
+      const digest = sha256(await readFile(p.source));
+      return { target: 'root' as const, path: p.dest, mode: `0${p.mode.toString(8)}`, bytes: p.size, secret: false, sha256: digest, digest: digest.slice(0, 12) };
+    }),
+  );
+  const record: BuildRecord = {
+    version: 1,
+    node: plan.node,
+    role: plan.role,
+    instanceId: plan.instanceId,
+    tool: { name: 'pi-image', version: opts.toolVersion },
+    builtAt: opts.now.toISOString(),
+    base,
+    inputs,
+    image: { path: plan.output, sha256: finalSha, size: finalSize, compress: plan.compress, rawSha256: rawSha },
+    files: [
+      ...injected.map((f) => ({
+        target: f.target as 'boot' | 'root',
+        path: f.path,
+        mode: `0${f.mode.toString(8)}`,
+        bytes: Buffer.byteLength(f.contents),
+        secret: f.secret,
+        ...(f.secret ? {} : { sha256: sha256(f.contents) }),
+        digest: fileDigest(f, secrets),
+      })),
+      ...payloadFiles,
+    ],
+  };
+  await atomicWriteFile(recordPath(opts.outDir, plan.node), `${JSON.stringify(record, null, 2)}\n`, 0o644);
+  progress('done', 1);
+  return record;
+}
+
+export function recordPath(outDir: string, node: string): string {
+  return join(outDir, `${node}.json`);
+}
+
+/** Runs tasks with at most `jobs` at a time, in order of start. */
+async function pool<T, R>(items: readonly T[], jobs: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, items.length)) }, worker));
+  return results;
+}
+
+export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
+  const inv = opts.inventory;
+  const unknown = opts.nodes.filter((n) => !inv.nodes.some((m) => m.hostname === n));
+  if (unknown.length) {
+    throw new InputError(`${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not in the inventory`, {
+      hint: `known nodes: ${inv.nodes.map((n) => n.hostname).join(', ')} (add nodes/<hostname>.yaml to add one)`,
+    });
+  }
+  const selected = opts.nodes.length ? opts.nodes : inv.nodes.map((n) => n.hostname);
+
+  const loaded = await loadOrCreateSecrets(inv.dir, inv.cluster.name, {
+    env: opts.env,
+    now: opts.now,
+    create: !opts.dryRun,
+    wifiRequired: inv.cluster.wifi !== undefined,
+  });
+  const templates = await loadTemplates();
+  const sets = await renderNodes(inv, loaded.secrets, { only: selected, buildYear: buildYearFrom(opts.env, opts.now), templates });
+
+  const base = await resolveBase(opts);
+  const layout = await inspectImage(base.path);
+  await requireCloudInit({ image: base.path, offset: layout.root.startBytes });
+  const airgap = await airgapInputs(inv);
+  const manifests = inv.cluster.manifests ? await listHostFiles(packagePath('manifests'), (n) => /\.ya?ml$/.test(n)) : [];
+
+  const plans = sets.map((set) =>
+    planBake(inv, set, {
+      basePath: base.path,
+      baseName: base.name,
+      output: join(opts.outDir, `${set.node}.img`),
+      compress: opts.compress,
+      manifests,
+      ...(airgap ? { airgap } : {}),
+    }),
+  );
+  if (opts.dryRun) return { plans, records: [] };
+
+  try {
+    await mkdir(opts.outDir, { recursive: true });
+  } catch (cause) {
+    throw new IoError(`cannot create output directory ${opts.outDir}: ${(cause as NodeJS.ErrnoException).code}`, {
+      hint: 'pass --out DIR pointing at a writable directory',
+      cause,
+    });
+  }
+  // Room for every node's sparse copy (its allocated blocks) plus the payload.
+  const perNode = (await allocatedBytes(base.path)) + plans[0]!.payload.reduce((a, p) => a + p.size, 0);
+  await ensureFreeSpace(opts.outDir, perNode * Math.min(plans.length, Math.max(1, opts.jobs)) + 64 * 1024 * 1024, `building ${plans.length} image(s)`);
+
+  const baseInfo = { name: base.name, path: base.path, sha256: base.sha256 ?? (await fileSha256(base.path)), size: layout.sizeBytes };
+  const inputs: BuildRecord['inputs'] = {
+    inventorySha256: inventoryHash(inv),
+    templatesSha256: sha256(JSON.stringify(templates)),
+    secretsVersion: loaded.version,
+    secretsDigest: loaded.digest,
+  };
+  const records = await pool(plans, opts.jobs, (plan) =>
+    bakeNode(plan, sets.find((s) => s.node === plan.node)!, layout, loaded.secrets, baseInfo, inputs, opts),
+  );
+  return { plans, records };
+}

@@ -1,0 +1,87 @@
+import { join, isAbsolute } from 'node:path';
+import type { CommandModule } from 'yargs';
+import { buildImages } from '../app/build.js';
+import { loadInventory } from '../app/inventory.js';
+import { printJson } from '../app/io.js';
+import { createProgress, type ProgressTask } from '../adapters/progress.js';
+import { describePlan } from '../core/bake.js';
+import { InputError } from '../core/errors.js';
+import { toolVersion } from '../app/version.js';
+import { type GlobalArgs, io } from './context.js';
+
+interface BuildArgs extends GlobalArgs {
+  nodes: string[];
+  all: boolean;
+  base?: string;
+  out: string;
+  compress: 'none' | 'xz' | 'zstd';
+  jobs: number;
+  'dry-run': boolean;
+}
+
+export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
+  command: 'build [nodes..]',
+  describe: 'bake a ready-to-flash image per node (no root needed): build/images/<node>.img + <node>.json',
+  builder: (y) =>
+    y
+      .positional('nodes', { type: 'string', array: true, default: [], describe: 'hostnames from the inventory' })
+      .option('all', { type: 'boolean', default: false, describe: 'every node of the inventory' })
+      .option('base', { type: 'string', describe: 'base image: catalogue name (cached) or path to a raw .img; default: cluster.yaml image' })
+      .option('out', { type: 'string', default: join('build', 'images'), describe: 'output directory' })
+      .option('compress', { choices: ['none', 'xz', 'zstd'] as const, default: 'none' as const, describe: 'compress the images' })
+      .option('jobs', { alias: 'j', type: 'number', default: 2, describe: 'nodes baked in parallel' })
+      .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan, write nothing' })
+      .example('$0 build pi-cluster-4', 'one image from the cached base')
+      .example('$0 build --all --base ./raspios.img --compress zstd', 'every node, offline base, compressed'),
+  handler: async (argv) => {
+    const out = io();
+    if (argv.all === (argv.nodes.length > 0)) {
+      throw new InputError(argv.all ? 'give node names or --all, not both' : 'which node? give one or more hostnames, or --all', {
+        hint: 'e.g. `pi-image build pi-cluster-4` or `pi-image build --all`',
+      });
+    }
+    if (!Number.isInteger(argv.jobs) || argv.jobs < 1) throw new InputError(`--jobs ${argv.jobs}: must be a whole number ≥ 1`);
+    const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
+    const outDir = isAbsolute(argv.out) ? argv.out : join(out.cwd, argv.out);
+    const progress = createProgress(out, { quiet: argv['dry-run'] });
+    const tasks = new Map<string, ProgressTask>();
+    const started = Date.now();
+    let result;
+    try {
+      result = await buildImages({
+        inventory,
+        nodes: argv.nodes,
+        ...(argv.base ? { base: argv.base } : {}),
+        outDir,
+        compress: argv.compress,
+        jobs: argv.jobs,
+        dryRun: argv['dry-run'],
+        env: out.env,
+        cwd: out.cwd,
+        now: new Date(),
+        toolVersion: toolVersion(),
+        onProgress: (node, phase, fraction) => {
+          let t = tasks.get(node);
+          if (!t) tasks.set(node, (t = progress.task(node, 100)));
+          if (fraction >= 1) t.done();
+          else t.update(Math.round(fraction * 100), phase);
+        },
+      });
+    } finally {
+      progress.stop();
+    }
+    if (argv['dry-run']) {
+      if (argv.output === 'json') printJson(out, { dryRun: true, plans: result.plans });
+      else for (const p of result.plans) out.out(`${describePlan(p).join('\n')}\n`);
+      return;
+    }
+    if (argv.output === 'json') {
+      printJson(out, { images: result.records });
+      return;
+    }
+    for (const r of result.records) {
+      out.out(`${r.node}: ${r.image.path} (${(r.image.size / 1048576).toFixed(0)} MiB, sha256 ${r.image.sha256.slice(0, 16)}…, instance ${r.instanceId})\n`);
+    }
+    out.out(`built ${result.records.length} image(s) in ${((Date.now() - started) / 1000).toFixed(1)} s; flash with \`pi-image flash <node> --device /dev/sdX\`\n`);
+  },
+};

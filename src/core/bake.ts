@@ -1,0 +1,123 @@
+/**
+ * What a bake will do for one node, decided purely from the inventory, the rendered files and the
+ * facts the adapters gathered (base image, air-gap files, manifests). `pi-image build --dry-run`
+ * prints this plan; src/app/build.ts carries it out.
+ */
+import { InputError } from './errors.js';
+import type { Inventory, NodeFileSet } from './model.js';
+import { NODE_PATHS } from './render/paths.js';
+
+/** A file copied from the build machine into the rootfs (large payloads: k3s binary, images, manifests). */
+export interface PayloadFile {
+  /** absolute path on the build machine */
+  source: string;
+  /** absolute path in the node's root filesystem */
+  dest: string;
+  mode: number;
+  size: number;
+}
+
+export interface HostFile {
+  name: string;
+  path: string;
+  size: number;
+}
+
+export interface BakeInputs {
+  /** the base image to copy (never modified) */
+  basePath: string;
+  baseName: string;
+  /** final output path, e.g. build/images/pi-cluster-4.img (.xz/.zst appended when compressed) */
+  output: string;
+  compress: 'none' | 'xz' | 'zstd';
+  /** files found in the cluster's airgapDir (absent when the cluster has none) */
+  airgap?: { dir: string; files: readonly HostFile[] };
+  /** manifests/*.yaml found for server images */
+  manifests: readonly HostFile[];
+}
+
+export interface BakePlan {
+  node: string;
+  role: 'server' | 'agent';
+  instanceId: string;
+  base: { name: string; path: string };
+  output: string;
+  compress: BakeInputs['compress'];
+  /** seed files written to the FAT partition (plus the transformed cmdline.txt) */
+  boot: { path: string; bytes: number; secret: boolean }[];
+  /** rendered files written into the rootfs */
+  root: { path: string; mode: number; bytes: number; secret: boolean }[];
+  payload: PayloadFile[];
+}
+
+export const AIRGAP_BINARY = 'k3s-arm64';
+export const AIRGAP_INSTALLER = 'install.sh';
+/** image tarball names k3s accepts in agent/images/, most compact first */
+export const AIRGAP_IMAGES = ['k3s-airgap-images-arm64.tar.zst', 'k3s-airgap-images-arm64.tar.gz', 'k3s-airgap-images-arm64.tar'];
+export const MANIFESTS_DIR = '/var/lib/rancher/k3s/server/manifests';
+
+function outputName(output: string, compress: BakeInputs['compress']): string {
+  return compress === 'xz' ? `${output}.xz` : compress === 'zstd' ? `${output}.zst` : output;
+}
+
+/** The air-gap payload: binary, installer and one image tarball, or an InputError naming what is missing. */
+export function airgapPayload(inventory: Inventory, airgap: NonNullable<BakeInputs['airgap']>): PayloadFile[] {
+  const byName = new Map(airgap.files.map((f) => [f.name, f]));
+  const images = AIRGAP_IMAGES.map((n) => byName.get(n)).find((f) => f !== undefined);
+  const missing = [
+    byName.has(AIRGAP_BINARY) ? undefined : AIRGAP_BINARY,
+    byName.has(AIRGAP_INSTALLER) ? undefined : AIRGAP_INSTALLER,
+    images ? undefined : AIRGAP_IMAGES[0],
+  ].filter((x): x is string => x !== undefined);
+  if (missing.length) {
+    throw new InputError(`air-gap directory ${airgap.dir} (k3s.airgapDir in ${inventory.cluster.source}) lacks ${missing.join(', ')}`, {
+      hint: `download them for ${inventory.cluster.k3s.version ?? 'your k3s version'} from the k3s release page (arm64) into ${airgap.dir}, or remove k3s.airgapDir to install over the network on first boot`,
+    });
+  }
+  const bin = byName.get(AIRGAP_BINARY)!;
+  const inst = byName.get(AIRGAP_INSTALLER)!;
+  return [
+    { source: bin.path, dest: NODE_PATHS.k3sBinary, mode: 0o755, size: bin.size },
+    { source: inst.path, dest: NODE_PATHS.bakedInstaller, mode: 0o755, size: inst.size },
+    { source: images!.path, dest: `/var/lib/rancher/k3s/agent/images/${images!.name}`, mode: 0o644, size: images!.size },
+  ];
+}
+
+export function planBake(inventory: Inventory, set: NodeFileSet, inputs: BakeInputs): BakePlan {
+  const node = inventory.nodes.find((n) => n.hostname === set.node);
+  if (!node) throw new InputError(`${set.node} is not in the inventory`);
+  const payload: PayloadFile[] = [];
+  if (inputs.airgap) payload.push(...airgapPayload(inventory, inputs.airgap));
+  if (node.role === 'server' && inventory.cluster.manifests) {
+    for (const m of inputs.manifests) payload.push({ source: m.path, dest: `${MANIFESTS_DIR}/${m.name}`, mode: 0o600, size: m.size });
+  }
+  return {
+    node: node.hostname,
+    role: node.role,
+    instanceId: set.instanceId,
+    base: { name: inputs.baseName, path: inputs.basePath },
+    output: outputName(inputs.output, inputs.compress),
+    compress: inputs.compress,
+    boot: set.files
+      .filter((f) => f.target === 'boot')
+      .map((f) => ({ path: f.path, bytes: Buffer.byteLength(f.contents), secret: f.secret }))
+      .concat([{ path: 'cmdline.txt', bytes: 0, secret: false }]),
+    root: set.files
+      .filter((f) => f.target === 'root')
+      .map((f) => ({ path: f.path, mode: f.mode, bytes: Buffer.byteLength(f.contents), secret: f.secret })),
+    payload,
+  };
+}
+
+/** Human-readable plan lines for --dry-run (no file contents). */
+export function describePlan(plan: BakePlan): string[] {
+  const lines = [
+    `${plan.node} (${plan.role}, instance ${plan.instanceId}) → ${plan.output}`,
+    `  copy base ${plan.base.name} (${plan.base.path}) sparsely; the base itself is not modified`,
+    `  boot partition: ${plan.boot.map((b) => (b.path === 'cmdline.txt' ? 'cmdline.txt (+cgroup, ds=nocloud)' : b.path)).join(', ')}`,
+  ];
+  for (const r of plan.root) lines.push(`  rootfs: ${r.path} (0${r.mode.toString(8)}${r.secret ? ', secret' : ''})`);
+  for (const p of plan.payload) lines.push(`  rootfs: ${p.dest} (0${p.mode.toString(8)}, ${p.size} bytes from ${p.source})`);
+  if (plan.compress !== 'none') lines.push(`  compress with ${plan.compress}`);
+  return lines;
+}
