@@ -1,7 +1,24 @@
 import type { CommandModule } from 'yargs';
+import { buildCommand } from './build.js';
+import { flashCommand } from './flash.js';
+import { imagesCommand } from './images.js';
+import { kubeconfigCommand } from './kubeconfig.js';
+import { netbootCommand } from './netboot.js';
+import { renderCommand } from './render.js';
+import { secretsCommand } from './secrets.js';
 import { validateCommand } from './validate.js';
 import { verifyCommand } from './verify.js';
 
-/** Every pi-image command, in the order `--help` lists them. Add new commands here. */
+/** Every pi-image command, in the order `--help` lists them (the operator's day, start to end). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [validateCommand, verifyCommand];
+export const commands: CommandModule<any, any>[] = [
+  validateCommand,
+  secretsCommand,
+  renderCommand,
+  imagesCommand,
+  buildCommand,
+  flashCommand,
+  netbootCommand,
+  kubeconfigCommand,
+  verifyCommand,
+];

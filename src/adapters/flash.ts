@@ -1,0 +1,366 @@
+/**
+ * Writes an image to a block device and proves it landed.
+ *
+ * Order of work (why):
+ *  1. open the device with O_EXCL — on Linux that fails with EBUSY while any partition is mounted
+ *     or another program holds the device exclusively (mkfs, another flash, a RAID member …);
+ *  2. zero the first MiB and fsync, so from here on the card carries no partition table;
+ *  3. stream the image from offset 1 MiB to the end (hashing it on the way), fsync;
+ *  4. if the image's sha256 is not the one in the build record, stop here: the card stays
+ *     unbootable (zeroed head) instead of carrying a half-correct image;
+ *  5. write the first MiB (MBR + start of the boot partition) LAST, fsync — an interrupted write
+ *     never leaves a card that looks bootable;
+ *  6. verify: `blockdev --flushbufs` (BLKFLSBUF drops the device's buffer cache), then read the
+ *     device back with `dd iflag=direct` (O_DIRECT: every byte comes from the medium, not from the
+ *     page cache that still holds what we just wrote — Node cannot allocate the aligned buffers
+ *     O_DIRECT needs, dd can) and compare its sha256 with the image's;
+ *  7. re-read the seed files of the build record from the written card's partitions (mtools on the
+ *     FAT partition, debugfs on the ext4 one, at the offsets of the card's MBR) and compare sha256s.
+ */
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { z } from 'zod';
+import { InputError, IoError } from '../core/errors.js';
+import { flushBuffers } from './blockdev.js';
+import { ext4ReadFile } from './ext4.js';
+import { fatReadFile } from './fat.js';
+import { parseMbr } from './partitions.js';
+import { spawnStream } from './process.js';
+
+export const MiB = 1024 * 1024;
+/** bytes written last (MBR, partition table and the start of the boot partition) */
+export const HEAD_BYTES = MiB;
+
+const recordSchema = z.object({
+  node: z.string(),
+  image: z.object({ path: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().nonnegative() }),
+  files: z.array(
+    z.object({
+      target: z.enum(['boot', 'root']),
+      path: z.string(),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      mode: z.number().int(),
+    }),
+  ),
+});
+/** `build/images/<node>.json`, written by bake next to the image. */
+export type BuildRecord = z.infer<typeof recordSchema>;
+
+/** Reads a build record; undefined when the file does not exist. */
+export async function readBuildRecord(path: string): Promise<BuildRecord | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new IoError(`cannot read build record ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new InputError(`build record ${path} is not valid JSON: ${(err as Error).message}`, { hint: 'rebuild the image with `pi-image bake`', cause: err });
+  }
+  const r = recordSchema.safeParse(data);
+  if (!r.success) {
+    throw new InputError(`build record ${path} is malformed`, {
+      details: r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
+      hint: 'rebuild the image with `pi-image bake`',
+    });
+  }
+  return r.data;
+}
+
+export interface FlashProgress {
+  phase: 'write' | 'verify';
+  bytes: number;
+  total: number;
+}
+
+export interface FlashOptions {
+  image: string;
+  device: string;
+  /** read back and compare (default true) */
+  verify?: boolean;
+  /** build record: its image sha256 must match the image, its seed files are re-read from the card */
+  record?: BuildRecord;
+  onProgress?: (p: FlashProgress) => void;
+  /** write chunk size (default 4 MiB) */
+  chunkSize?: number;
+  /** TEST HOOK: runs after everything was written and synced, before verification (e.g. to corrupt the medium) */
+  afterWrite?: () => Promise<void>;
+}
+
+export interface FileCheck {
+  target: 'boot' | 'root';
+  path: string;
+  ok: boolean;
+  /** why it failed (missing, different sha256) */
+  problem?: string;
+}
+
+export interface FlashResult {
+  device: string;
+  image: string;
+  bytes: number;
+  imageSha256: string;
+  writeMs: number;
+  verifyMs: number;
+  /** bytes per second of the write phase (including the final fsync) */
+  writeBytesPerSecond: number;
+  verify: {
+    result: 'ok' | 'failed' | 'skipped';
+    readbackSha256?: string;
+    /** byte offset of the first difference between image and card, when the read-back differed */
+    firstBadOffset?: number;
+    files: FileCheck[];
+  };
+}
+
+function deviceOpenError(device: string, err: unknown): IoError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EBUSY') {
+    return new IoError(`${device}: device is busy (mounted or in use by another program)`, {
+      hint: `unmount its partitions (\`lsblk ${device}\` shows where; \`umount ${device}?*\` or \`udisksctl unmount -b …\`) and stop programs using it, then retry`,
+      cause: err,
+    });
+  }
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new IoError(`${device}: permission denied opening the device for writing`, {
+      hint: 'run pi-image flash as root (sudo) or as a member of the `disk` group',
+      cause: err,
+    });
+  }
+  if (code === 'EROFS') {
+    return new IoError(`${device}: the device is read-only`, { hint: 'check the lock switch of the SD card', cause: err });
+  }
+  if (code === 'ENOMEDIUM' || code === 'ENXIO') {
+    return new IoError(`${device}: no medium in the drive`, { hint: 'insert the card and retry', cause: err });
+  }
+  return new IoError(`${device}: cannot open for writing: ${(err as Error).message}`, { cause: err });
+}
+
+async function writeAll(fh: FileHandle, buf: Buffer, position: number, device: string): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    let n: number;
+    try {
+      ({ bytesWritten: n } = await fh.write(buf, done, buf.length - done, position + done));
+    } catch (err) {
+      throw new IoError(`${device}: write failed at byte ${position + done}: ${(err as Error).message}`, {
+        hint: 'the card or reader may be failing (or was removed); try another card or reader',
+        cause: err,
+      });
+    }
+    if (n === 0) throw new IoError(`${device}: write returned 0 bytes at byte ${position + done} (device smaller than the image?)`);
+    done += n;
+  }
+}
+
+async function readFull(fh: FileHandle, buf: Buffer, length: number, position: number): Promise<number> {
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got;
+}
+
+async function sync(fh: FileHandle, device: string): Promise<void> {
+  try {
+    await fh.sync();
+  } catch (err) {
+    throw new IoError(`${device}: flushing written data failed: ${(err as Error).message}`, {
+      hint: 'the card or reader may be failing (or was removed); try another card or reader',
+      cause: err,
+    });
+  }
+}
+
+/**
+ * Reads `length` bytes from the start of `device` with O_DIRECT (dd iflag=direct), feeding each
+ * chunk to `onChunk`. Returns the number of bytes read.
+ */
+export async function readDeviceDirect(device: string, length: number, onChunk: (b: Buffer) => void | Promise<void>): Promise<number> {
+  const dd = spawnStream('dd', [`if=${device}`, 'bs=4M', `count=${length}`, 'iflag=direct,count_bytes', 'status=none'], {
+    what: `reading back ${device}`,
+  });
+  dd.stdin.end();
+  let bytes = 0;
+  try {
+    for await (const chunk of dd.stdout) {
+      const b = chunk as Buffer;
+      bytes += b.length;
+      await onChunk(b);
+    }
+  } catch (err) {
+    dd.kill();
+    await dd.done.catch(() => undefined);
+    throw err;
+  }
+  await dd.done;
+  return bytes;
+}
+
+/** Writes `image` to `device`, verifies it, returns what happened. Throws on I/O failure (not on a verify mismatch). */
+export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
+  const { image, device } = opts;
+  const chunkSize = opts.chunkSize ?? 4 * MiB;
+  const size = (await stat(image)).size;
+  if (opts.record !== undefined && opts.record.image.size !== size) {
+    throw new InputError(
+      `image ${image} has ${size} bytes but its build record says ${opts.record.image.size}; the image changed after it was built`,
+      { hint: 'rebuild it with `pi-image bake`' },
+    );
+  }
+
+  let src: FileHandle;
+  try {
+    src = await open(image, 'r');
+  } catch (err) {
+    throw new IoError(`cannot read image ${image}: ${(err as Error).message}`, { cause: err });
+  }
+  let dst: FileHandle;
+  try {
+    // O_EXCL without O_CREAT on a block device: exclusive open, EBUSY when mounted / in use
+    dst = await open(device, constants.O_WRONLY | constants.O_EXCL);
+  } catch (err) {
+    await src.close();
+    throw deviceOpenError(device, err);
+  }
+
+  const started = performance.now();
+  const hash = createHash('sha256');
+  const headLen = Math.min(HEAD_BYTES, size);
+  const head = Buffer.alloc(headLen);
+  let imageSha256: string;
+  try {
+    await readFull(src, head, headLen, 0);
+    hash.update(head);
+    // 2. no partition table while the body is being written
+    await writeAll(dst, Buffer.alloc(headLen), 0, device);
+    await sync(dst, device);
+    // 3. the body
+    const buf = Buffer.alloc(chunkSize);
+    let pos = headLen;
+    opts.onProgress?.({ phase: 'write', bytes: 0, total: size });
+    while (pos < size) {
+      const n = await readFull(src, buf, Math.min(chunkSize, size - pos), pos);
+      if (n === 0) throw new IoError(`image ${image} ended early at byte ${pos} (it is being changed while flashing?)`);
+      const chunk = buf.subarray(0, n);
+      hash.update(chunk);
+      await writeAll(dst, chunk, pos, device);
+      pos += n;
+      opts.onProgress?.({ phase: 'write', bytes: pos - headLen, total: size });
+    }
+    await sync(dst, device);
+    imageSha256 = hash.digest('hex');
+    // 4. the image must be the one that was built
+    if (opts.record !== undefined && opts.record.image.sha256 !== imageSha256) {
+      throw new IoError(
+        `image ${image} does not match its build record (sha256 ${imageSha256.slice(0, 12)}… ≠ ${opts.record.image.sha256.slice(0, 12)}…); the card was left without a partition table`,
+        { hint: 'rebuild the image with `pi-image bake` and flash again' },
+      );
+    }
+    // 5. the head, last
+    await writeAll(dst, head, 0, device);
+    await sync(dst, device);
+    opts.onProgress?.({ phase: 'write', bytes: size, total: size });
+  } finally {
+    await dst.close();
+    await src.close();
+  }
+  const writeMs = performance.now() - started;
+
+  await opts.afterWrite?.();
+
+  const result: FlashResult = {
+    device,
+    image,
+    bytes: size,
+    imageSha256,
+    writeMs,
+    verifyMs: 0,
+    writeBytesPerSecond: writeMs > 0 ? size / (writeMs / 1000) : 0,
+    verify: { result: 'skipped', files: [] },
+  };
+  if (opts.verify === false) return result;
+
+  // 6. read back bypassing the page cache
+  const vStart = performance.now();
+  await flushBuffers(device);
+  const back = createHash('sha256');
+  let seen = 0;
+  // besides hashing, compare with the image chunk by chunk to say WHERE it differs
+  const cmp = await open(image, 'r');
+  let firstBad: number | undefined;
+  let read: number;
+  try {
+    const want = Buffer.alloc(4 * MiB);
+    read = await readDeviceDirect(device, size, async (b) => {
+      back.update(b);
+      if (firstBad === undefined) {
+        const w = want.length >= b.length ? want : Buffer.alloc(b.length);
+        const n = await readFull(cmp, w, b.length, seen);
+        if (n !== b.length || !w.subarray(0, n).equals(b)) {
+          let i = 0;
+          while (i < n && w[i] === b[i]) i++;
+          firstBad = seen + i;
+        }
+      }
+      seen += b.length;
+      opts.onProgress?.({ phase: 'verify', bytes: seen, total: size });
+    });
+  } finally {
+    await cmp.close();
+  }
+  const readbackSha256 = back.digest('hex');
+  result.verify.readbackSha256 = readbackSha256;
+  let ok = read === size && readbackSha256 === imageSha256;
+  if (firstBad !== undefined) result.verify.firstBadOffset = firstBad;
+  else if (read !== size) result.verify.firstBadOffset = read;
+
+  // 7. the seed files, from the card's own partition table
+  if (opts.record !== undefined && opts.record.files.length > 0) {
+    result.verify.files = await checkRecordFiles(device, head, opts.record);
+    if (result.verify.files.some((f) => !f.ok)) ok = false;
+  }
+  result.verify.result = ok ? 'ok' : 'failed';
+  result.verifyMs = performance.now() - vStart;
+  return result;
+}
+
+async function checkRecordFiles(device: string, head: Buffer, record: BuildRecord): Promise<FileCheck[]> {
+  await flushBuffers(device);
+  const mbr = parseMbr(head);
+  const boot = mbr?.partitions.find((p) => p.number === 1);
+  const root = mbr?.partitions.find((p) => p.number === 2);
+  const out: FileCheck[] = [];
+  for (const f of record.files) {
+    const part = f.target === 'boot' ? boot : root;
+    if (part === undefined) {
+      out.push({ target: f.target, path: f.path, ok: false, problem: `the card has no ${f.target} partition` });
+      continue;
+    }
+    const path = f.path.startsWith('/') ? f.path : `/${f.path}`;
+    let data: Buffer;
+    try {
+      data =
+        f.target === 'boot'
+          ? await fatReadFile({ image: device, offset: part.startBytes }, path)
+          : await ext4ReadFile({ image: device, offset: part.startBytes }, path);
+    } catch (err) {
+      out.push({ target: f.target, path: f.path, ok: false, problem: `cannot read it from the card: ${(err as Error).message}` });
+      continue;
+    }
+    const sum = createHash('sha256').update(data).digest('hex');
+    out.push(
+      sum === f.sha256
+        ? { target: f.target, path: f.path, ok: true }
+        : { target: f.target, path: f.path, ok: false, problem: `sha256 ${sum.slice(0, 12)}… ≠ build record ${f.sha256.slice(0, 12)}…` },
+    );
+  }
+  return out;
+}

@@ -1,0 +1,199 @@
+/**
+ * Whole image files: sparse copies of a cached base, free-space checks, temp-then-rename outputs
+ * that are cleaned up on failure and on Ctrl-C, and writing a node's rendered files into an image.
+ *
+ * The bake flow a command builds from these:
+ *
+ *   const layout = await inspectImage(base);
+ *   await requireCloudInit({ image: base, offset: layout.root.startBytes });
+ *   await withTempOutput(out, async (tmp) => {
+ *     await sparseCopy(base, tmp);                   // never touch the cached base
+ *     await writeRenderedFiles(tmp, layout, files);  // boot → mtools, root → one debugfs run
+ *   });                                              // renamed to `out` only on success
+ */
+import { createReadStream, rmSync } from 'node:fs';
+import { rename, rm, stat, statfs } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { dirname, resolve } from 'node:path';
+import { EnvironmentError, IoError } from '../core/errors.js';
+import type { RenderedFile } from '../core/model.js';
+import { run } from './process.js';
+import type { ImageLayout } from './partitions.js';
+import { fatWriteFiles } from './fat.js';
+import { ext4Apply, type Ext4Op } from './ext4.js';
+
+export interface Progress {
+  /** what is being done, e.g. 'download', 'decompress', 'hash', 'copy' */
+  phase?: string;
+  bytes: number;
+  /** undefined when unknown */
+  total: number | undefined;
+}
+export type ProgressFn = (p: Progress) => void;
+
+/** Free bytes for an unprivileged user on the filesystem holding `dir`. */
+export async function freeBytes(dir: string): Promise<number> {
+  const s = await statfs(dir);
+  return Number(s.bavail) * Number(s.bsize);
+}
+
+/** Throws EnvironmentError when `dir`'s filesystem has fewer than `needed` bytes free. */
+export async function ensureFreeSpace(dir: string, needed: number, what: string): Promise<void> {
+  const free = await freeBytes(dir);
+  if (free < needed) {
+    throw new EnvironmentError(
+      `not enough free space in ${dir} for ${what}: need ${formatBytes(needed)}, ${formatBytes(free)} available`,
+      { hint: `free some space there, or choose another location (e.g. set PI_IMAGE_CACHE or --out)` },
+    );
+  }
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+}
+
+/** Bytes a file really occupies on disk (sparse files occupy less than their size). */
+export async function allocatedBytes(path: string): Promise<number> {
+  const s = await stat(path);
+  return Math.min(s.size, s.blocks * 512);
+}
+
+/**
+ * Copies `src` to `dest` keeping holes (or sharing blocks via reflink where the filesystem can).
+ * Checks free space first. `dest` is written directly: use withTempOutput for an atomic result.
+ */
+export async function sparseCopy(src: string, dest: string): Promise<void> {
+  let size: number;
+  try {
+    size = await allocatedBytes(src);
+  } catch (err) {
+    throw new IoError(`cannot read ${src}: ${(err as Error).message}`, { cause: err });
+  }
+  await ensureFreeSpace(dirname(resolve(dest)), size + 16 * 1024 * 1024, `a copy of ${src}`);
+  await run('cp', ['--reflink=auto', '--sparse=always', '--', src, dest], { what: `copying ${src}` });
+}
+
+const cleanups = new Set<string>();
+let handlersInstalled = false;
+
+function onSignal(signal: NodeJS.Signals): void {
+  for (const p of cleanups) {
+    try {
+      rmSync(p, { force: true }); // synchronous: the process is about to exit
+    } catch {
+      /* best effort */
+    }
+  }
+  cleanups.clear();
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  handlersInstalled = false;
+  // re-raise so the default action (exit) happens, unless someone else handles the signal
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
+
+/** Registers a path to delete if the process gets SIGINT/SIGTERM; returns the unregister function. */
+export function removeOnSignal(path: string): () => void {
+  cleanups.add(path);
+  if (!handlersInstalled) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    handlersInstalled = true;
+  }
+  return () => {
+    cleanups.delete(path);
+    if (cleanups.size === 0 && handlersInstalled) {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      handlersInstalled = false;
+    }
+  };
+}
+
+/** The temporary name used for `dest` while it is being produced. */
+export function tempPathFor(dest: string): string {
+  return `${dest}.tmp-${process.pid}`;
+}
+
+/**
+ * Runs `fn` with a temporary path next to `dest` (`<dest>.tmp-<pid>`); on success renames it to
+ * `dest`, on failure or SIGINT/SIGTERM deletes it. An existing `dest` is only replaced on success.
+ */
+export async function withTempOutput<T>(dest: string, fn: (tmp: string) => Promise<T>): Promise<T> {
+  const tmp = tempPathFor(dest);
+  await rm(tmp, { force: true });
+  const unregister = removeOnSignal(tmp);
+  try {
+    const result = await fn(tmp);
+    await rename(tmp, dest);
+    return result;
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  } finally {
+    unregister();
+  }
+}
+
+/** sha256 (hex) of a file, streaming; reports progress if asked. */
+export async function fileSha256(path: string, onProgress?: ProgressFn): Promise<string> {
+  const total = (await stat(path)).size;
+  const h = createHash('sha256');
+  let bytes = 0;
+  let last = 0;
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) {
+      const b = chunk as Buffer;
+      h.update(b);
+      bytes += b.length;
+      if (onProgress !== undefined && (bytes - last >= 16 * 1024 * 1024 || bytes === total)) {
+        last = bytes;
+        onProgress({ phase: 'hash', bytes, total });
+      }
+    }
+  } catch (err) {
+    throw new IoError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  return h.digest('hex');
+}
+
+export interface WriteFilesOptions {
+  /** seconds since the epoch for timestamps of written files (reproducible images) */
+  epoch?: number;
+}
+
+/**
+ * Writes a node's rendered files into an image: `boot` files to the FAT partition (mtools),
+ * `root` files to the ext4 partition in one debugfs run (mode 0..7777, owner root unless the
+ * RenderedFile says otherwise). `build` files are not part of the image and are skipped.
+ */
+export async function writeRenderedFiles(
+  image: string,
+  layout: ImageLayout,
+  files: readonly (RenderedFile & { uid?: number; gid?: number })[],
+  opts: WriteFilesOptions = {},
+): Promise<void> {
+  const boot = files.filter((f) => f.target === 'boot');
+  const root = files.filter((f) => f.target === 'root');
+  await fatWriteFiles(
+    { image, offset: layout.boot.startBytes },
+    boot.map((f) => ({ path: f.path.startsWith('/') ? f.path : `/${f.path}`, contents: f.contents })),
+    opts.epoch === undefined ? {} : { mtime: new Date(opts.epoch * 1000) },
+  );
+  const ops: Ext4Op[] = root.map((f) => ({
+    kind: 'file',
+    path: f.path,
+    contents: f.contents,
+    mode: f.mode,
+    ...(f.uid === undefined ? {} : { uid: f.uid }),
+    ...(f.gid === undefined ? {} : { gid: f.gid }),
+  }));
+  await ext4Apply({ image, offset: layout.root.startBytes }, ops, opts.epoch === undefined ? {} : { epoch: opts.epoch });
+}

@@ -1,0 +1,212 @@
+import { stat } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { SingleBar } from 'cli-progress';
+import type { CommandModule } from 'yargs';
+import { type Io, printJson } from '../app/io.js';
+import { inspectTarget, rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
+import { flashImage, readBuildRecord, type FlashProgress, type FlashResult } from '../adapters/flash.js';
+import { humanSize } from '../core/devices.js';
+import { InputError, IoError } from '../core/errors.js';
+import { type GlobalArgs, io } from './context.js';
+
+interface FlashArgs extends GlobalArgs {
+  node?: string;
+  image?: string;
+  device: string;
+  yes: boolean;
+  verify: boolean;
+  'build-dir': string;
+  'allow-loop': boolean;
+}
+
+const MiB = 1024 * 1024;
+
+export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
+  command: 'flash [node]',
+  describe: 'write a node image to an SD card or USB drive, then read it back and verify it',
+  builder: (y) =>
+    y
+      .positional('node', { type: 'string', describe: 'node hostname: flashes <build-dir>/<node>.img' })
+      .option('image', { type: 'string', describe: 'flash this image file instead of a node image' })
+      .option('device', { type: 'string', demandOption: true, describe: 'target device, e.g. /dev/sdb or /dev/mmcblk0 (the whole disk)' })
+      .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'do not ask to confirm by typing the device name' })
+      .option('verify', { type: 'boolean', default: true, describe: 'read the card back and compare (--no-verify skips it)' })
+      .option('build-dir', { type: 'string', default: join('build', 'images'), describe: 'where node images and build records are' })
+      .option('allow-loop', { type: 'boolean', default: false, hidden: true, describe: 'test override: accept loop devices' })
+      .check((a) => {
+        if ((a.node === undefined) === (a.image === undefined)) throw new Error('give either a node name or --image PATH (not both)');
+        return true;
+      })
+      .example('$0 flash pi-cluster-2 --device /dev/sdb', 'write build/images/pi-cluster-2.img to /dev/sdb after confirmation')
+      .example('$0 flash --image my.img --device /dev/mmcblk0 --yes -o json', 'no prompt, machine-readable report'),
+  handler: async (argv) => {
+    const out = io();
+    const { image, recordPath } = imagePaths(argv, out.cwd);
+    let size: number;
+    try {
+      const st = await stat(image);
+      if (!st.isFile()) throw new InputError(`image ${image} is not a regular file`);
+      size = st.size;
+    } catch (err) {
+      if (err instanceof InputError) throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new InputError(`image ${image} does not exist`, {
+          hint: argv.node === undefined ? 'check the --image path' : `build it first: \`pi-image bake ${argv.node}\``,
+        });
+      }
+      throw new IoError(`cannot read image ${image}: ${(err as Error).message}`, { cause: err });
+    }
+    const record = await readBuildRecord(recordPath);
+
+    const device = await resolveBlockDevice(argv.device);
+    const allowLoop = argv['allow-loop'] || out.env.PI_IMAGE_ALLOW_LOOP === '1';
+    const { verdict } = await inspectTarget({ device, imageSize: size, imagePath: image, allowLoop });
+    out.err(`target ${verdict.description}\n`);
+    for (const w of verdict.warnings) out.err(`warning: ${w}\n`);
+    if (!verdict.ok) {
+      throw new InputError(`refusing to write ${verdict.device}`, {
+        details: verdict.refusals,
+        hint: verdict.suggestion !== undefined ? `use --device ${verdict.suggestion}` : 'pick another device (`lsblk -o NAME,SIZE,TRAN,RM,MODEL,MOUNTPOINTS` lists them)',
+      });
+    }
+
+    if (!argv.yes) {
+      const name = verdict.device.replace(/^\/dev\//, '');
+      if (out.prompt === undefined) {
+        throw new InputError(`not flashing ${verdict.device}: confirmation needs a terminal`, {
+          hint: `check the device with \`lsblk ${verdict.device}\`, then pass --yes to flash without asking`,
+        });
+      }
+      const answer = await out.prompt(`All data on ${verdict.description} will be erased.\nType the device name (${name}) to continue: `);
+      if (answer.trim() !== name && answer.trim() !== verdict.device) {
+        throw new InputError(`not flashing ${verdict.device}: confirmation "${answer.trim()}" does not match "${name}"`);
+      }
+    }
+
+    if (record === undefined) out.err(`note: no build record at ${recordPath}; the seed files cannot be checked against it\n`);
+    const progress = progressReporter(out);
+    let result: FlashResult;
+    try {
+      result = await flashImage({
+        image,
+        device: verdict.device,
+        verify: argv.verify,
+        ...(record === undefined ? {} : { record }),
+        onProgress: progress.update,
+      });
+    } finally {
+      progress.stop();
+    }
+    await rereadPartitionTable(verdict.device);
+
+    if (argv.output === 'json') {
+      printJson(out, {
+        device: result.device,
+        description: verdict.description,
+        image: result.image,
+        buildRecord: record === undefined ? null : recordPath,
+        bytes: result.bytes,
+        imageSha256: result.imageSha256,
+        writeSeconds: round(result.writeMs / 1000),
+        writeMiBPerSecond: round(result.writeBytesPerSecond / MiB),
+        verifySeconds: round(result.verifyMs / 1000),
+        warnings: verdict.warnings,
+        verify: result.verify,
+      });
+    } else {
+      out.out(`flashed ${image} → ${verdict.description}\n`);
+      out.out(`  wrote ${humanSize(result.bytes)} (${result.bytes} bytes) in ${(result.writeMs / 1000).toFixed(1)} s, ${(result.writeBytesPerSecond / MiB).toFixed(1)} MiB/s\n`);
+      out.out(`  image sha256 ${result.imageSha256}\n`);
+      const v = result.verify;
+      if (v.result === 'skipped') out.out('  verify: skipped (--no-verify)\n');
+      else {
+        out.out(`  verify: ${v.result === 'ok' ? 'ok' : 'FAILED'} — read back with O_DIRECT in ${(result.verifyMs / 1000).toFixed(1)} s, sha256 ${v.readbackSha256 ?? '?'}\n`);
+        if (v.firstBadOffset !== undefined) out.out(`    first difference at byte ${v.firstBadOffset}\n`);
+        for (const f of v.files) out.out(`    ${f.ok ? 'ok  ' : 'FAIL'} ${f.target}:${f.path}${f.problem === undefined ? '' : ` — ${f.problem}`}\n`);
+      }
+    }
+    if (result.verify.result === 'failed') {
+      throw new IoError(`verification of ${verdict.device} failed: what was read back differs from ${record !== undefined && result.verify.files.some((f) => !f.ok) ? 'the image / build record' : 'the image'}`, {
+        hint: 'the card or reader may be faulty or counterfeit (fake capacity); flash again, and if it fails again use another card',
+      });
+    }
+  },
+};
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
+}
+
+function imagePaths(argv: FlashArgs, cwd: string): { image: string; recordPath: string } {
+  if (argv.image !== undefined) {
+    const image = resolve(cwd, argv.image);
+    return { image, recordPath: image.replace(/\.img$/, '') + '.json' };
+  }
+  const node = argv.node ?? '';
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(node)) {
+    throw new InputError(`"${node}" is not a node hostname (lower-case letters, digits and "-")`);
+  }
+  const dir = isAbsolute(argv['build-dir']) ? argv['build-dir'] : resolve(cwd, argv['build-dir']);
+  return { image: join(dir, `${node}.img`), recordPath: join(dir, `${node}.json`) };
+}
+
+/** cli-progress bar on a terminal (through Io.err), a line every 10 % otherwise. */
+function progressReporter(out: Io): { update: (p: FlashProgress) => void; stop: () => void } {
+  if (out.isTTY) {
+    const stream = {
+      isTTY: true,
+      columns: process.stderr.columns ?? 80,
+      write: (s: string): boolean => {
+        out.err(s);
+        return true;
+      },
+    } as unknown as NodeJS.WritableStream;
+    let bar: SingleBar | undefined;
+    let phase: FlashProgress['phase'] | undefined;
+    const started = { t: 0 };
+    const start = (p: FlashProgress): SingleBar => {
+      const b = new SingleBar({
+        stream,
+        format: `${p.phase === 'write' ? 'writing  ' : 'verifying'} [{bar}] {percentage}% | {done}/{all} MiB | {speed} MiB/s | ETA {eta_formatted}`,
+        hideCursor: true,
+        etaBuffer: 20,
+      });
+      b.start(Math.ceil(p.total / MiB), 0, { done: 0, all: Math.ceil(p.total / MiB), speed: '0.0' });
+      started.t = performance.now();
+      return b;
+    };
+    return {
+      update: (p) => {
+        if (phase !== p.phase) {
+          bar?.stop();
+          bar = start(p);
+          phase = p.phase;
+        }
+        const secs = (performance.now() - started.t) / 1000;
+        const done = Math.floor(p.bytes / MiB);
+        bar?.update(done, { done, speed: secs > 0 ? (p.bytes / MiB / secs).toFixed(1) : '0.0' });
+      },
+      stop: () => bar?.stop(),
+    };
+  }
+  let phase: FlashProgress['phase'] | undefined;
+  let nextPct = 0;
+  let t0 = 0;
+  return {
+    update: (p) => {
+      if (phase !== p.phase) {
+        phase = p.phase;
+        nextPct = 0;
+        t0 = performance.now();
+      }
+      const pct = p.total === 0 ? 100 : Math.floor((p.bytes / p.total) * 100);
+      if (pct < nextPct) return;
+      nextPct = Math.min(100, pct - (pct % 10) + 10) + (pct >= 100 ? 1 : 0);
+      const secs = (performance.now() - t0) / 1000;
+      const rate = secs > 0 ? p.bytes / MiB / secs : 0;
+      const eta = rate > 0 ? (p.total - p.bytes) / MiB / rate : 0;
+      out.err(`${p.phase === 'write' ? 'writing' : 'verifying'}: ${pct}% (${Math.floor(p.bytes / MiB)}/${Math.ceil(p.total / MiB)} MiB, ${rate.toFixed(1)} MiB/s, ETA ${Math.ceil(eta)} s)\n`);
+    },
+    stop: () => undefined,
+  };
+}

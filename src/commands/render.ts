@@ -1,0 +1,63 @@
+import { isAbsolute, join } from 'node:path';
+import type { CommandModule } from 'yargs';
+import { loadOrCreateSecrets } from '../adapters/secrets.js';
+import { displayPath, loadInventory } from '../app/inventory.js';
+import { printJson } from '../app/io.js';
+import { buildYearFrom, renderNodes, writeNodeFiles } from '../app/render.js';
+import { InputError } from '../core/errors.js';
+import { type GlobalArgs, io } from './context.js';
+
+interface RenderArgs extends GlobalArgs {
+  nodes: string[];
+  all: boolean;
+  out: string;
+}
+
+export const renderCommand: CommandModule<GlobalArgs, RenderArgs> = {
+  command: 'render [nodes..]',
+  describe: 'render the cloud-init seed and k3s join files of nodes into build/<node>/ for review',
+  builder: (y) =>
+    y
+      .positional('nodes', { type: 'string', array: true, default: [] as string[], describe: 'node hostnames' })
+      .option('all', { type: 'boolean', default: false, describe: 'render every node of the inventory' })
+      .option('out', { type: 'string', default: 'build', describe: 'output directory (one sub-directory per node)' })
+      .example('$0 render pi-cluster-2', 'write build/pi-cluster-2/{boot,rootfs}/…')
+      .example('$0 render --all --out /tmp/review -o json', 'every node, machine-readable summary'),
+  handler: async (argv) => {
+    const out = io();
+    const nodes = argv.nodes ?? [];
+    if (argv.all === (nodes.length > 0)) {
+      throw new InputError(argv.all ? 'give node names or --all, not both' : 'no node given', {
+        hint: 'run `pi-image render <hostname>…` or `pi-image render --all`',
+      });
+    }
+    const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
+    const { secrets } = await loadOrCreateSecrets(inventory.dir, inventory.cluster.name, {
+      env: out.env,
+      now: new Date(),
+      create: true,
+      wifiRequired: Boolean(inventory.cluster.wifi),
+    });
+    const sets = await renderNodes(inventory, secrets, {
+      buildYear: buildYearFrom(out.env, new Date()),
+      ...(argv.all ? {} : { only: [...new Set(nodes)] }),
+    });
+    const outDir = isAbsolute(argv.out) ? argv.out : join(out.cwd, argv.out);
+    const written = await writeNodeFiles(outDir, sets, secrets);
+    if (argv.output === 'json') {
+      printJson(out, {
+        out: displayPath(outDir, out.cwd),
+        nodes: written.map((w) => ({ ...w, dir: displayPath(w.dir, out.cwd) })),
+      });
+      return;
+    }
+    for (const w of written) {
+      out.out(`${w.node}  instance-id ${w.instanceId}  → ${displayPath(w.dir, out.cwd)}/\n`);
+      const width = Math.max(...w.files.map((f) => f.file.length));
+      for (const f of w.files) {
+        out.out(`  ${f.file.padEnd(width)}  ${f.mode}  ${f.digest}${f.secret ? '  (secret)' : ''}\n`);
+      }
+    }
+    out.out(`rendered ${written.length} node${written.length === 1 ? '' : 's'} into ${displayPath(outDir, out.cwd)}/\n`);
+  },
+};

@@ -1,0 +1,284 @@
+import { InputError } from '../errors.js';
+import type { Inventory, NodeFileSet, NodeModel, RenderedFile, Secrets } from '../model.js';
+import { k3sConfig, k3sDataDir, nodePassword, shortHash } from './k3s.js';
+import { renderNetworkConfig } from './network.js';
+import { JOIN_UNIT_NAME, NODE_PATHS } from './paths.js';
+import { type CompiledTemplates, compileTemplates, type Templates } from './templates.js';
+import { toYaml } from './yaml.js';
+
+export interface RenderOptions {
+  /**
+   * Year the image is built in: the join script waits until the node's clock (no RTC on a Pi)
+   * reaches it before installing k3s (TLS needs a sane clock). Passed in, the core reads no clock.
+   */
+  buildYear: number;
+}
+
+/** Groups of the first user on Raspberry Pi OS (pi-gen's 99_default.cfg), plus sudo. */
+export const PI_OS_DEFAULT_GROUPS = [
+  'adm',
+  'dialout',
+  'cdrom',
+  'audio',
+  'users',
+  'sudo',
+  'video',
+  'games',
+  'plugdev',
+  'input',
+  'gpio',
+  'spi',
+  'i2c',
+  'netdev',
+  'render',
+  'lpadmin',
+] as const;
+
+const SAFE_PATH = /^\/[A-Za-z0-9._/@+-]*$/;
+const SAFE_DEVICE = /^(\/[A-Za-z0-9._/:@+=-]+|(LABEL|UUID|PARTUUID|PARTLABEL)=[A-Za-z0-9._:+-]+)$/;
+
+function checkInputs(inventory: Inventory, node: NodeModel, secrets: Secrets, opts: RenderOptions): void {
+  const { cluster } = inventory;
+  const missing: string[] = [];
+  if (!secrets.nodePasswordSeed) missing.push('node-password seed');
+  if (node.role === 'server' && !secrets.clusterToken) missing.push('cluster token');
+  if (!secrets.agentToken) missing.push('agent token');
+  if (missing.length > 0) {
+    throw new InputError(`the secrets for cluster ${cluster.name} lack: ${missing.join(', ')}`, {
+      hint: 'let pi-image generate the secrets store again (see the secrets command) instead of editing it by hand',
+    });
+  }
+  for (const [name, value] of [
+    ['cluster token', secrets.clusterToken],
+    ['agent token', secrets.agentToken],
+  ] as const) {
+    if (/[\s]/.test(value)) {
+      throw new InputError(`the ${name} of cluster ${cluster.name} contains whitespace`, {
+        hint: 'k3s tokens must be one word; regenerate the secrets store',
+      });
+    }
+  }
+  if (cluster.admin.sshKeys.length === 0) {
+    throw new InputError(`${cluster.source}: admin.sshKeys is empty, so ${node.hostname} would be unreachable`, {
+      hint: 'add at least one SSH public key (e.g. the contents of ~/.ssh/id_ed25519.pub) to admin.sshKeys',
+    });
+  }
+  if (!Number.isInteger(opts.buildYear) || opts.buildYear < 2000 || opts.buildYear > 9999) {
+    throw new InputError(`build year ${String(opts.buildYear)} is not a plausible year`);
+  }
+  if (!cluster.k3s.version && !cluster.k3s.channel) {
+    throw new InputError(`${cluster.source}: k3s needs a version (e.g. v1.33.5+k3s1) or a channel`);
+  }
+  const disk = node.dataDisk;
+  if (disk) {
+    if (!SAFE_PATH.test(disk.mountPoint) || disk.mountPoint === '/') {
+      throw new InputError(`${node.source}: dataDisk.mountPoint ${JSON.stringify(disk.mountPoint)} is not a usable mount point`, {
+        hint: 'use an absolute path without spaces, e.g. /var/lib/rancher',
+      });
+    }
+    if (!SAFE_DEVICE.test(disk.device)) {
+      throw new InputError(`${node.source}: dataDisk.device ${JSON.stringify(disk.device)} is not a device path`, {
+        hint: 'use a stable device path such as /dev/disk/by-label/rancher, or LABEL=rancher',
+      });
+    }
+  }
+}
+
+function writeFile(path: string, content: string, permissions: string): Record<string, unknown> {
+  return { path, content, owner: 'root:root', permissions };
+}
+
+/** A rootfs file carried in user-data `write_files`. */
+interface Payload {
+  path: string;
+  mode: number;
+  contents: string;
+  secret: boolean;
+}
+
+function k3sServiceName(node: NodeModel): string {
+  return node.role === 'server' ? 'k3s' : 'k3s-agent';
+}
+
+function payloadFor(
+  inventory: Inventory,
+  node: NodeModel,
+  secrets: Secrets,
+  templates: CompiledTemplates,
+  opts: RenderOptions,
+): Payload[] {
+  const { cluster } = inventory;
+  const config = k3sConfig(inventory, node);
+  const dataMount = node.dataDisk?.mountPoint ?? '';
+  const serviceName = k3sServiceName(node);
+  const context = {
+    hostname: node.hostname,
+    role: node.role,
+    serviceName,
+    buildYear: opts.buildYear,
+    k3sVersion: cluster.k3s.version ?? '',
+    k3sChannel: cluster.k3s.version ? '' : (cluster.k3s.channel ?? ''),
+    binarySha256: cluster.k3s.binarySha256 ?? '',
+    k3sAsset: 'k3s-arm64',
+    serverUrl: typeof config.server === 'string' ? config.server : '',
+    dataDir: k3sDataDir(node),
+    dataMount,
+    seedDir: NODE_PATHS.seedDir,
+    bakedInstaller: NODE_PATHS.bakedInstaller,
+    k3sBinary: NODE_PATHS.k3sBinary,
+    statusDir: NODE_PATHS.statusDir,
+    joinScript: NODE_PATHS.joinScript,
+  };
+  const files: Payload[] = [
+    {
+      path: NODE_PATHS.k3sConfig,
+      mode: 0o600,
+      contents: `# k3s configuration of ${node.hostname}, generated by pi-image\n${toYaml(config)}`,
+      secret: false,
+    },
+    {
+      path: NODE_PATHS.tokenFile,
+      mode: 0o600,
+      contents: `${node.role === 'server' ? secrets.clusterToken : secrets.agentToken}\n`,
+      secret: true,
+    },
+  ];
+  if (node.role === 'server') {
+    files.push({ path: NODE_PATHS.agentTokenFile, mode: 0o600, contents: `${secrets.agentToken}\n`, secret: true });
+  }
+  files.push(
+    {
+      path: NODE_PATHS.nodePassword,
+      mode: 0o600,
+      contents: `${nodePassword(secrets.nodePasswordSeed, node.hostname)}\n`,
+      secret: true,
+    },
+    { path: NODE_PATHS.joinScript, mode: 0o755, contents: templates.joinScript(context), secret: false },
+    { path: NODE_PATHS.joinUnit, mode: 0o644, contents: templates.joinUnit(context), secret: false },
+  );
+  if (dataMount) {
+    files.push({
+      path: `/etc/systemd/system/${serviceName}.service.d/pi-image-data-disk.conf`,
+      mode: 0o644,
+      contents: templates.dataDiskDropIn(context),
+      secret: false,
+    });
+  }
+  return files;
+}
+
+function octal(mode: number): string {
+  return `0${mode.toString(8).padStart(3, '0')}`;
+}
+
+function userData(inventory: Inventory, node: NodeModel, payload: readonly Payload[]): string {
+  const { cluster } = inventory;
+  const doc: Record<string, unknown> = {
+    hostname: node.hostname,
+    manage_etc_hosts: true,
+    timezone: cluster.timezone,
+    locale: cluster.locale,
+  };
+  if (cluster.keyboardLayout) doc.keyboard = { layout: cluster.keyboardLayout };
+  if (cluster.ntpServers.length > 0) {
+    doc.ntp = { enabled: true, ntp_client: 'systemd-timesyncd', servers: [...cluster.ntpServers] };
+  }
+  doc.user = {
+    name: cluster.admin.user,
+    groups: [...new Set([...PI_OS_DEFAULT_GROUPS, ...cluster.admin.groups])],
+    sudo: 'ALL=(ALL) NOPASSWD:ALL',
+    shell: '/bin/bash',
+    lock_passwd: true,
+    ssh_authorized_keys: [...cluster.admin.sshKeys],
+  };
+  doc.ssh_pwauth = false;
+  doc.disable_root = true;
+  if (node.dataDisk) {
+    const d = node.dataDisk;
+    doc.mounts = [[d.device, d.mountPoint, d.fsType, 'defaults,nofail,x-systemd.device-timeout=30s', '0', '2']];
+  }
+  doc.write_files = payload.map((f) => writeFile(f.path, f.contents, octal(f.mode)));
+  doc.runcmd = [
+    ['systemctl', 'daemon-reload'],
+    ['systemctl', 'enable', '--now', '--no-block', 'ssh.service'],
+    // --no-block: the unit is ordered after cloud-final.service, which is running this very command
+    ['systemctl', 'enable', '--now', '--no-block', JOIN_UNIT_NAME],
+  ];
+  return `#cloud-config\n# ${node.hostname}: generated by pi-image. Contains secrets; the node replaces it with a stub once joined.\n${toYaml(doc)}`;
+}
+
+function instanceIdOf(node: NodeModel, files: readonly RenderedFile[]): string {
+  const parts = [...files]
+    .sort((a, b) => (a.target === b.target ? (a.path < b.path ? -1 : a.path > b.path ? 1 : 0) : a.target < b.target ? -1 : 1))
+    .flatMap((f) => [f.target, f.path, octal(f.mode), f.contents]);
+  return `${node.hostname}-${shortHash(parts)}`;
+}
+
+function renderWith(
+  inventory: Inventory,
+  node: NodeModel,
+  secrets: Secrets,
+  templates: CompiledTemplates,
+  opts: RenderOptions,
+): NodeFileSet {
+  checkInputs(inventory, node, secrets, opts);
+  const payload = payloadFor(inventory, node, secrets, templates, opts);
+  const networkConfig = renderNetworkConfig(inventory.cluster, node, secrets);
+  const files: RenderedFile[] = [
+    { path: 'user-data', target: 'boot', mode: 0o600, contents: userData(inventory, node, payload), secret: true },
+    {
+      path: 'network-config',
+      target: 'boot',
+      mode: inventory.cluster.wifi ? 0o600 : 0o644,
+      contents: networkConfig,
+      secret: Boolean(inventory.cluster.wifi),
+    },
+    ...payload.map((p): RenderedFile => ({ ...p, target: 'build' })),
+  ];
+  const instanceId = instanceIdOf(node, files);
+  const metaData: RenderedFile = {
+    path: 'meta-data',
+    target: 'boot',
+    mode: 0o644,
+    contents: toYaml({ 'instance-id': instanceId, 'local-hostname': node.hostname }),
+    secret: false,
+  };
+  return { node: node.hostname, instanceId, files: [files[0]!, metaData, ...files.slice(1)] };
+}
+
+function findNode(inventory: Inventory, hostname: string): NodeModel {
+  const node = inventory.nodes.find((n) => n.hostname === hostname);
+  if (!node) {
+    throw new InputError(`no node named ${hostname} in the inventory`, {
+      hint: `known nodes: ${inventory.nodes.map((n) => n.hostname).join(', ') || '(none)'}`,
+    });
+  }
+  return node;
+}
+
+/**
+ * Render one node's files: boot-partition seed (`user-data`, `meta-data`, `network-config`) and, for
+ * review, the rootfs files user-data carries (`target: 'build'`). Pure and deterministic.
+ */
+export function renderNode(
+  inventory: Inventory,
+  node: NodeModel | string,
+  secrets: Secrets,
+  templates: Templates,
+  opts: RenderOptions,
+): NodeFileSet {
+  const model = typeof node === 'string' ? findNode(inventory, node) : node;
+  return renderWith(inventory, model, secrets, compileTemplates(templates), opts);
+}
+
+/** Render every node of the inventory (in inventory order), or only the named ones. */
+export function renderNodeFiles(
+  inventory: Inventory,
+  secrets: Secrets,
+  templates: Templates,
+  opts: RenderOptions & { only?: readonly string[] },
+): NodeFileSet[] {
+  const compiled = compileTemplates(templates);
+  const nodes = opts.only ? opts.only.map((h) => findNode(inventory, h)) : inventory.nodes;
+  return nodes.map((n) => renderWith(inventory, n, secrets, compiled, opts));
+}

@@ -1,0 +1,21 @@
+/** Where the rendered files land on a node (absolute rootfs paths) and other fixed on-node locations. */
+export const NODE_PATHS = {
+  k3sConfig: '/etc/rancher/k3s/config.yaml',
+  /** servers: the cluster token (`token-file`); agents: the agent token (`token-file`) */
+  tokenFile: '/etc/rancher/k3s/pi-image-token',
+  /** servers only: the agent token agents join with (`agent-token-file`) */
+  agentTokenFile: '/etc/rancher/k3s/pi-image-agent-token',
+  nodePassword: '/etc/rancher/node/password',
+  joinScript: '/usr/local/sbin/pi-image-join',
+  joinUnit: '/etc/systemd/system/pi-image-join.service',
+  statusDir: '/var/lib/pi-image',
+  /** the official k3s install.sh, when the image was baked with it (air-gapped installs) */
+  bakedInstaller: '/usr/local/share/pi-image/install.sh',
+  k3sBinary: '/usr/local/bin/k3s',
+  /** the FAT boot partition on Raspberry Pi OS (bookworm and later), holding the NoCloud seed */
+  seedDir: '/boot/firmware',
+  defaultDataDir: '/var/lib/rancher/k3s',
+} as const;
+
+/** The systemd unit name of the join service. */
+export const JOIN_UNIT_NAME = 'pi-image-join.service';

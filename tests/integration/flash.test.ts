@@ -1,0 +1,232 @@
+/**
+ * `pi-image flash` against a real block device: a loop device over a sparse file stands in for the
+ * SD card (accepted only through the test override --allow-loop / PI_IMAGE_ALLOW_LOOP=1).
+ * Needs root (losetup), util-linux, coreutils dd, mtools, e2fsprogs, fdisk, dosfstools.
+ */
+import { closeSync, constants, openSync } from 'node:fs';
+import { mkdtemp, open, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli.js';
+import type { Io } from '../../src/app/io.js';
+import { flashImage, readBuildRecord } from '../../src/adapters/flash.js';
+import { cli } from '../helpers/run-cli.js';
+import { attachLoop, canUseLoop, detachLoop, makeFlashTestImage, MiB, readDirect, sha256, type FlashTestImage } from '../helpers/flash-image.js';
+
+const NODE = 'pi-cluster-2';
+
+describe.skipIf(!canUseLoop)('pi-image flash on a loop device', () => {
+  let dir: string;
+  let img: FlashTestImage;
+  let imageBytes: Buffer;
+  let loop: string | undefined;
+  const backing = (): string => join(dir, 'card.raw');
+  const mounted: string[] = [];
+  const extraLoops: string[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pi-image-flash-'));
+    const build = join(dir, 'build', 'images');
+    await mkdir(build, { recursive: true });
+    img = await makeFlashTestImage(build, NODE);
+    imageBytes = await readFile(img.path);
+    loop = await attachLoop(backing(), 128 * MiB);
+  });
+
+  afterAll(async () => {
+    for (const m of mounted) await execa('umount', [m], { reject: false });
+    for (const l of extraLoops) await detachLoop(l);
+    await detachLoop(loop);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  async function scribble(): Promise<void> {
+    // old contents on the "card": random-ish bytes everywhere the image will go
+    await execa('dd', ['if=/dev/urandom', `of=${loop}`, 'bs=1M', `count=${Math.ceil(imageBytes.length / MiB)}`, 'oflag=direct', 'status=none']);
+  }
+
+  it('writes a node image, reads it back with O_DIRECT and checks the seed files (-o json)', async () => {
+    await scribble();
+    const r = await cli(['flash', NODE, '--device', loop!, '--yes', '--allow-loop', '-o', 'json'], { cwd: dir });
+    expect(r.stderr).toMatch(/target \/dev\/loop\d+: .*loop/);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as {
+      device: string; bytes: number; imageSha256: string; writeSeconds: number; writeMiBPerSecond: number;
+      verify: { result: string; readbackSha256: string; files: { path: string; ok: boolean }[] };
+    };
+    expect(report.device).toBe(loop);
+    expect(report.bytes).toBe(imageBytes.length);
+    expect(report.imageSha256).toBe(sha256(imageBytes));
+    expect(report.verify.result).toBe('ok');
+    expect(report.verify.readbackSha256).toBe(sha256(imageBytes));
+    expect(report.verify.files.map((f) => [f.path, f.ok])).toEqual(Object.keys(img.seed).map((p) => [p, true]));
+    // independently: what is on the medium now is the image
+    expect(sha256(await readDirect(loop!, imageBytes.length))).toBe(sha256(imageBytes));
+    // progress lines on stderr (no TTY)
+    expect(r.stderr).toMatch(/writing: 100% \(\d+\/\d+ MiB, [\d.]+ MiB\/s, ETA \d+ s\)/);
+    expect(r.stderr).toMatch(/verifying: 100%/);
+    console.log(`flash ${report.bytes} bytes: write ${report.writeSeconds} s (${report.writeMiBPerSecond} MiB/s)`);
+  });
+
+  it('prints a text report and draws a progress bar on a terminal', async () => {
+    let out = '';
+    let err = '';
+    const io: Io = {
+      out: (t) => { out += t; },
+      err: (t) => { err += t; },
+      isTTY: true,
+      env: { ...process.env, PI_IMAGE_ALLOW_LOOP: '1' },
+      cwd: dir,
+      prompt: async () => loop!.replace('/dev/', ''),
+    };
+    const code = await runCli(['flash', '--image', img.path, '--device', loop!], io);
+    expect(code, err).toBe(0);
+    expect(err).toMatch(/writing +\[[=-]+\] 100% \| \d+\/\d+ MiB \| [\d.]+ MiB\/s \| ETA/);
+    expect(out).toMatch(new RegExp(`flashed ${img.path} → ${loop}: `));
+    expect(out).toMatch(/verify: ok — read back with O_DIRECT/);
+    expect(out).toMatch(/ok {3}boot:user-data/);
+  });
+
+  it('refuses a loop device without the test override', async () => {
+    const r = await cli(['flash', NODE, '--device', loop!, '--yes'], { cwd: dir, env: { ...process.env, PI_IMAGE_ALLOW_LOOP: '' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(new RegExp(`refusing to write ${loop}`));
+    expect(r.stderr).toMatch(/loop device .*PI_IMAGE_ALLOW_LOOP=1/);
+  });
+
+  it('asks to type the device name, and refuses without a terminal or with a wrong answer', async () => {
+    const before = sha256(await readDirect(loop!, 4096));
+    const noTty = await cli(['flash', NODE, '--device', loop!, '--allow-loop'], { cwd: dir });
+    expect(noTty.code).toBe(2);
+    expect(noTty.stderr).toMatch(/confirmation needs a terminal/);
+    expect(noTty.stderr).toMatch(/pass --yes/);
+    let asked = '';
+    const wrong = await cli(['flash', NODE, '--device', loop!, '--allow-loop'], {
+      cwd: dir,
+      prompt: async (q) => { asked = q; return 'sdb'; },
+    });
+    expect(asked).toMatch(new RegExp(`Type the device name \\(${loop!.replace('/dev/', '')}\\)`));
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(/does not match/);
+    expect(sha256(await readDirect(loop!, 4096))).toBe(before);
+  });
+
+  it('detects a corrupted read-back (byte flipped on the medium after the write)', async () => {
+    const record = await readBuildRecord(img.record);
+    const offset = img.rootOffset + 5 * MiB + 123; // inside the root partition
+    let cachedByte: number | undefined;
+    const result = await flashImage({
+      image: img.path,
+      device: loop!,
+      ...(record === undefined ? {} : { record }),
+      afterWrite: async () => {
+        // corrupt the backing file behind the loop device's back: the device's page cache still
+        // holds the good byte, only a read that bypasses the cache sees the corruption
+        const fh = await open(backing(), 'r+');
+        try {
+          const b = Buffer.alloc(1);
+          await fh.read(b, 0, 1, offset);
+          b[0] = (b[0] ?? 0) ^ 0xff;
+          await fh.write(b, 0, 1, offset);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        const dev = await open(loop!, 'r');
+        try {
+          const b = Buffer.alloc(1);
+          await dev.read(b, 0, 1, offset);
+          cachedByte = b[0];
+        } finally {
+          await dev.close();
+        }
+      },
+    });
+    expect(result.verify.result).toBe('failed');
+    expect(result.verify.firstBadOffset).toBe(offset);
+    expect(result.verify.readbackSha256).not.toBe(result.imageSha256);
+    expect(result.imageSha256).toBe(sha256(imageBytes));
+    console.log(
+      `buffered read of the flipped byte after the write: ${cachedByte === imageBytes[offset] ? 'stale (page cache hid the corruption)' : 'saw the corruption'}`,
+    );
+  });
+
+  it('reports a failed verification through the CLI with exit code 4', async () => {
+    // a build record whose seed file checksum does not match what is on the card
+    const build = join(dir, 'bad');
+    await mkdir(build, { recursive: true });
+    const copy = join(build, 'x.img');
+    await writeFile(copy, imageBytes);
+    const rec = JSON.parse(await readFile(img.record, 'utf8')) as { files: { sha256: string }[] };
+    rec.files[1]!.sha256 = sha256('something else');
+    await writeFile(join(build, 'x.json'), JSON.stringify(rec));
+    const r = await cli(['flash', '--image', copy, '--device', loop!, '--yes', '--allow-loop', '-o', 'json'], { cwd: dir });
+    expect(r.code).toBe(4);
+    const report = JSON.parse(r.stdout) as { verify: { result: string; files: { path: string; ok: boolean; problem?: string }[] } };
+    expect(report.verify.result).toBe('failed');
+    expect(report.verify.files.filter((f) => !f.ok).map((f) => f.path)).toEqual(['user-data']);
+    expect(report.verify.files.find((f) => !f.ok)?.problem).toMatch(/sha256 .* ≠ build record/);
+    expect(r.stderr).toMatch(/verification of \/dev\/loop\d+ failed/);
+  });
+
+  it('leaves the card without a partition table when the image does not match its build record', async () => {
+    const build = join(dir, 'changed');
+    await mkdir(build, { recursive: true });
+    const copy = join(build, 'y.img');
+    const changed = Buffer.from(imageBytes);
+    changed[img.rootOffset + 2 * MiB] = (changed[img.rootOffset + 2 * MiB] ?? 0) ^ 1;
+    await writeFile(copy, changed);
+    await writeFile(join(build, 'y.json'), await readFile(img.record));
+    const r = await cli(['flash', '--image', copy, '--device', loop!, '--yes', '--allow-loop'], { cwd: dir });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/does not match its build record .* left without a partition table/);
+    const head = await readDirect(loop!, MiB);
+    expect(head.equals(Buffer.alloc(MiB))).toBe(true);
+  });
+
+  it('reports EBUSY clearly when another program holds the device exclusively', async () => {
+    const fd = openSync(loop!, constants.O_RDONLY | constants.O_EXCL);
+    try {
+      const r = await cli(['flash', NODE, '--device', loop!, '--yes', '--allow-loop'], { cwd: dir });
+      expect(r.code).toBe(4);
+      expect(r.stderr).toMatch(new RegExp(`error: ${loop}: device is busy \\(mounted or in use by another program\\)`));
+      expect(r.stderr).toMatch(/hint: unmount its partitions/);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('refuses a mounted device and lists the mount (ext4 loop mount)', async () => {
+    const other = await attachLoop(join(dir, 'mounted.raw'), 96 * MiB);
+    extraLoops.push(other);
+    await execa('mkfs.ext4', ['-q', '-F', other]);
+    const mnt = join(dir, 'mnt');
+    await mkdir(mnt, { recursive: true });
+    await execa('mount', [other, mnt]);
+    mounted.push(mnt);
+    const r = await cli(['flash', '--image', img.path, '--device', other, '--yes', '--allow-loop'], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(new RegExp(`is mounted: ${other} on ${mnt}`));
+    expect(r.stderr).toMatch(/pi-image never unmounts by itself/);
+  });
+
+  it('refuses a device smaller than the image and a path that is not a block device', async () => {
+    const tiny = await attachLoop(join(dir, 'tiny.raw'), 16 * MiB);
+    extraLoops.push(tiny);
+    const r = await cli(['flash', NODE, '--device', tiny, '--yes', '--allow-loop'], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/is too small: 16\.8 MB \(16777216 bytes\) < image/);
+    const f = await cli(['flash', NODE, '--device', img.path, '--yes', '--allow-loop'], { cwd: dir });
+    expect(f.code).toBe(2);
+    expect(f.stderr).toMatch(/is not a block device/);
+  });
+
+  it('says which image is missing', async () => {
+    const r = await cli(['flash', 'pi-cluster-9', '--device', loop!, '--yes', '--allow-loop'], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/build\/images\/pi-cluster-9\.img does not exist/);
+    expect(r.stderr).toMatch(/pi-image bake pi-cluster-9/);
+  });
+});
