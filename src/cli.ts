@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { type Io, processIo } from './app/io.js';
 import { toolVersion } from './app/version.js';
+import { resetSecretValuesSeen, secretValuesSeen } from './adapters/secrets.js';
+import { redact } from './core/redact.js';
 import { EXIT_CODES, PiImageError } from './core/errors.js';
 import { commands } from './commands/index.js';
 import { getExitCode, setIo } from './commands/context.js';
@@ -35,7 +37,14 @@ function report(io: Io, error: unknown): number {
 }
 
 /** Runs the CLI with the given arguments; resolves to the exit code. Never calls process.exit. */
-export async function runCli(argv: readonly string[], io: Io = processIo()): Promise<number> {
+export async function runCli(argv: readonly string[], rawIo: Io = processIo()): Promise<number> {
+  // Last line of defence: any secret value this run decrypted is masked in everything it prints.
+  resetSecretValuesSeen();
+  const mask = (t: string) => {
+    const values = secretValuesSeen();
+    return values.length ? redact(t, values) : t;
+  };
+  const io: Io = { ...rawIo, out: (t) => rawIo.out(mask(t)), err: (t) => rawIo.err(mask(t)) };
   setIo(io);
   let exitCode: number;
   const parser = yargs([...argv])

@@ -296,6 +296,34 @@ async function atomicWrite(file: string, contents: string, mode: number): Promis
   }
 }
 
+// ─── values seen in this process, for the CLI's last-line-of-defence redaction ───────────────
+
+const seenValues = new Set<string>();
+const printable = new Set<string>();
+
+function rememberValues(store: SecretsStore): void {
+  for (const entry of Object.values(store.secrets)) {
+    if (entry?.value && !printable.has(entry.value)) seenValues.add(entry.value);
+  }
+}
+
+/** Every secret value decrypted or written by this process (src/cli.ts masks them in all output). */
+export function secretValuesSeen(): string[] {
+  return [...seenValues];
+}
+
+/** Starts a new CLI run: forgets earlier values and permissions to print. */
+export function resetSecretValuesSeen(): void {
+  seenValues.clear();
+  printable.clear();
+}
+
+/** `secrets show --reveal NAME` prints exactly this value on purpose: let it through the mask. */
+export function allowToPrint(value: string): void {
+  printable.add(value);
+  seenValues.delete(value);
+}
+
 /** Reads and decrypts the store; undefined when the file does not exist. */
 async function readStore(inventoryDir: string, key: LoadedKey, clusterName: string): Promise<SecretsStore | undefined> {
   const file = secretsFilePath(inventoryDir);
@@ -335,6 +363,7 @@ async function readStore(inventoryDir: string, key: LoadedKey, clusterName: stri
     throw corrupted(/invalid version|invalid header|stanza/i.test(msg) ? 'not an age file or damaged header' : 'authentication failed: the file was modified or truncated');
   }
   const store = parseStore(plaintext, file);
+  rememberValues(store);
   if (store.cluster !== clusterName) {
     throw new InputError(`${file} belongs to cluster "${store.cluster}", but cluster.yaml names "${clusterName}"`, {
       hint: 'use the secrets file of this cluster, or fix `name:` in cluster.yaml',
@@ -345,6 +374,7 @@ async function readStore(inventoryDir: string, key: LoadedKey, clusterName: stri
 
 /** Encrypts the store to all recipients (own key first) and writes it atomically, verified by a round trip. */
 async function writeStore(inventoryDir: string, key: LoadedKey, store: SecretsStore): Promise<string[]> {
+  rememberValues(store);
   const listed = await readRecipients(inventoryDir);
   const recipients = [key.recipient, ...listed.filter((r) => r !== key.recipient)];
   if (!listed.includes(key.recipient)) {

@@ -8,6 +8,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { parse as parseYaml } from 'yaml';
 import {
   addRecipient,
+  allowToPrint,
   initSecrets,
   readRecipients,
   readSecretsStore,
@@ -143,6 +144,7 @@ const showCommand: CommandModule<GlobalArgs, ShowArgs> = {
         });
       }
       io().err(`warning: printing the value of ${reveal} (only that one); clear your terminal/scrollback afterwards\n`);
+      allowToPrint(value);
     }
     if (argv.output === 'json') {
       const recipients = await readRecipients(dir);
