@@ -158,7 +158,7 @@ const importCommand: CommandModule<GlobalArgs, ImportArgs> = {
   builder: (y) =>
     withCache(y)
       .positional('file', { type: 'string', demandOption: true, describe: 'image file' })
-      .option('name', { type: 'string', demandOption: true, describe: 'name to cache it under (use it as baseImage in cluster.yaml)' })
+      .option('name', { type: 'string', demandOption: true, describe: 'name to cache it under (use it as image: in cluster.yaml)' })
       .option('sha256', { type: 'string', describe: 'expected sha256 of <file>' }) as unknown as Argv<ImportArgs>,
   handler: async (argv) => {
     const out = io();
