@@ -7,7 +7,7 @@
  * No fs, no clock, no randomness: new values and `now` come in as arguments
  * (src/adapters/secrets.ts generates them and does the age encryption).
  */
-import { createHash, createHmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { InputError } from './errors.js';
 import type { Secrets } from './model.js';
@@ -212,14 +212,6 @@ export function secretsDigest(secrets: Secrets): string {
 }
 
 /**
- * The k3s node password of one host (`/etc/rancher/node/password`): HMAC-SHA256(seed, hostname)
- * in hex. Stable across rebuilds, different per node, useless without the seed.
- */
-export function nodePassword(seed: string, hostname: string): string {
-  return createHmac('sha256', seed).update(`k3s-node-password:${hostname}`).digest('hex');
-}
-
-/**
  * Whether a Wi-Fi PSK is acceptable to wpa_supplicant / NetworkManager: 8–63 printable ASCII
  * characters (a passphrase) or exactly 64 hex digits (a raw key). Returns the problem or undefined.
  * The message never quotes the value.
@@ -289,16 +281,17 @@ export function rotationNotes(name: SecretName): string[] {
     case 'cluster-token':
       return [
         'cluster-token is the k3s server token. New images carry the new value; a running cluster still uses the old one until you rotate it there:',
-        '  on one server: k3s token rotate --token <old> --new-token <new>   (k3s >= v1.28; <old> is `token:` in that server\'s /etc/rancher/k3s/config.yaml,',
+        '  on one server: k3s token rotate --token "$(cat /etc/rancher/k3s/pi-image-token)" --new-token <new>   (k3s >= v1.28;',
         '  <new> is shown by `pi-image secrets show --reveal cluster-token`)',
-        '  then set the new token in /etc/rancher/k3s/config.yaml on every server and restart k3s on each, servers first',
+        '  then write <new> into /etc/rancher/k3s/pi-image-token (token-file) on every server and restart k3s on each, one at a time',
         '  etcd snapshots taken before the rotation need the OLD token to restore: keep it with those snapshots',
       ];
     case 'agent-token':
       return [
         'agent-token is the token agents join with. A running cluster keeps accepting the old one until the servers are told the new one:',
-        '  set agent-token: <new> in /etc/rancher/k3s/config.yaml on every server and restart k3s there',
-        '  then set token: <new> in /etc/rancher/k3s/config.yaml on every agent and restart k3s-agent (or reflash the agents with new images)',
+        '  write <new> into /etc/rancher/k3s/pi-image-agent-token (agent-token-file) on every server and restart k3s there',
+        '  then write it into /etc/rancher/k3s/pi-image-token (token-file) on every agent and restart k3s-agent (or reflash the agents with new images)',
+        '  step by step: docs/runbooks/secrets-rotation.md',
       ];
     case 'node-password-seed':
       return [

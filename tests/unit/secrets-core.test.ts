@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../../src/core/errors.js';
 import {
@@ -11,7 +11,6 @@ import {
   fingerprint,
   formatStatusTable,
   missingGenerated,
-  nodePassword,
   parseStore,
   rotationNotes,
   secretsDigest,
@@ -185,18 +184,6 @@ describe('wifiPskProblem', () => {
     expect(wifiPskProblem('y'.repeat(64))).toMatch(/64 characters/);
     expect(wifiPskProblem('tab\there-long-enough')).toMatch(/printable ASCII/);
     expect(wifiPskProblem('päss-wört-long')).toMatch(/printable ASCII/);
-  });
-});
-
-describe('nodePassword', () => {
-  it('is HMAC-SHA256(seed, hostname): stable per node, different across nodes and seeds', () => {
-    const seed = hex();
-    const p1 = nodePassword(seed, 'pi-cluster-1');
-    expect(p1).toBe(createHmac('sha256', seed).update('k3s-node-password:pi-cluster-1').digest('hex'));
-    expect(nodePassword(seed, 'pi-cluster-1')).toBe(p1);
-    expect(nodePassword(seed, 'pi-cluster-2')).not.toBe(p1);
-    expect(nodePassword(hex(), 'pi-cluster-1')).not.toBe(p1);
-    expect(p1).not.toContain(seed);
   });
 });
 
