@@ -68,10 +68,27 @@ beforeAll(async () => {
     ['verify', '--kubeconfig', join(inv.root, 'missing-kubeconfig')],
     ['kubeconfig', '--identity', join(inv.root, 'missing-key'), '--timeout', '2s'],
   ];
-  for (const argv of every) await run(argv);
-  // the values as they are after the rotation above (the old agent token must not leak either)
-  const store = (await readSecretsStore(inv.dir, 'pi-cluster', { env })).store;
-  secretValues = Object.values(store.secrets).flatMap((s) => (s?.value ? [s.value] : []));
+  const seen = new Set<string>();
+  const collect = async () => {
+    const store = (await readSecretsStore(inv.dir, 'pi-cluster', { env })).store;
+    for (const s of Object.values(store.secrets)) if (s?.value) seen.add(s.value);
+  };
+  await collect();
+  for (const argv of every) {
+    await run(argv);
+    await collect(); // old and new values of rotated secrets both count
+  }
+  // what reflashing would change after a rotation: diffs and review evidence mask old and new values
+  for (const argv of [
+    ['secrets', 'rotate', 'cluster-token'],
+    ['diff', '--all'],
+    ['diff', '--all', '-o', 'json'],
+    ['diff', 'pi-cluster-1', '--evidence', join(inv.root, 'evidence')],
+  ]) {
+    await run(argv);
+    await collect();
+  }
+  secretValues = [...seen];
 }, 600_000);
 
 afterAll(async () => {
@@ -81,11 +98,14 @@ afterAll(async () => {
 
 describe('no secret value ever appears in output', () => {
   it('has the four secrets to look for', () => {
-    expect(secretValues.length).toBeGreaterThanOrEqual(4);
+    expect(secretValues.length).toBeGreaterThanOrEqual(6); // 4 secrets + the rotated old values
     expect(outputs.length).toBeGreaterThan(25);
   });
 
   it('ran the commands for real (successes and failures)', () => {
+    const diff = outputs.find((o) => o.argv.join(' ') === 'diff --all');
+    expect(diff?.result.code, diff?.result.stderr).toBe(1); // the rotation changed what a reflash would write
+    expect(diff?.result.stdout).toContain('cluster-token: changed');
     const codes = new Set(outputs.map((o) => o.result.code));
     expect(codes.has(0)).toBe(true);
     expect([...codes].some((c) => c !== 0)).toBe(true);
@@ -105,8 +125,8 @@ describe('no secret value ever appears in output', () => {
   });
 
   it('build records, render manifests and the inventory files are free of secrets', () => {
-    const files = [...filesUnder(join(inv.root, 'build', 'images')), ...filesUnder(inv.dir)].filter(
-      (f) => f.endsWith('.json') || f.endsWith('.yaml') || f.endsWith('.age') || f.endsWith('.recipients'),
+    const files = [...filesUnder(join(inv.root, 'build', 'images')), ...filesUnder(inv.dir), ...filesUnder(join(inv.root, 'evidence'))].filter(
+      (f) => /\.(json|yaml|age|recipients|md|patch)$/.test(f),
     );
     files.push(...filesUnder(join(inv.root, 'build')).filter((f) => f.endsWith('render.json')));
     expect(files.length).toBeGreaterThan(5);
