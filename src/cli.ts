@@ -76,7 +76,10 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo()): 
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .exitProcess(false)
     .fail((msg, err) => {
-      throw err ?? new UsageError(msg);
+      // yargs calls this for usage problems (msg set; err set when a .check() threw) and for errors
+      // thrown by command handlers (msg null). Only the latter may be internal errors.
+      if (err instanceof PiImageError || (err && !msg)) throw err;
+      throw new UsageError(msg ?? String(err));
     });
 
   try {

@@ -32,6 +32,11 @@ export const MiB = 1024 * 1024;
 /** bytes written last (MBR, partition table and the start of the boot partition) */
 export const HEAD_BYTES = MiB;
 
+/**
+ * The parts of the build record (`build/images/<node>.json`, see BuildRecord in src/app/build.ts)
+ * that flash uses. Files holding secrets carry no plain sha256 (only an HMAC digest): flash compares
+ * those with the image's own copy instead.
+ */
 const recordSchema = z.object({
   node: z.string(),
   image: z.object({ path: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().nonnegative() }),
@@ -39,12 +44,13 @@ const recordSchema = z.object({
     z.object({
       target: z.enum(['boot', 'root']),
       path: z.string(),
-      sha256: z.string().regex(/^[0-9a-f]{64}$/),
-      mode: z.number().int(),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+      /** "0644" as build writes it, or a number */
+      mode: z.union([z.number().int(), z.string().regex(/^0?[0-7]{3,4}$/).transform((m) => Number.parseInt(m, 8))]),
     }),
   ),
 });
-/** `build/images/<node>.json`, written by bake next to the image. */
+/** `build/images/<node>.json`, written by `pi-image build` next to the image. */
 export type BuildRecord = z.infer<typeof recordSchema>;
 
 /** Reads a build record; undefined when the file does not exist. */
@@ -60,13 +66,13 @@ export async function readBuildRecord(path: string): Promise<BuildRecord | undef
   try {
     data = JSON.parse(text);
   } catch (err) {
-    throw new InputError(`build record ${path} is not valid JSON: ${(err as Error).message}`, { hint: 'rebuild the image with `pi-image bake`', cause: err });
+    throw new InputError(`build record ${path} is not valid JSON: ${(err as Error).message}`, { hint: 'rebuild the image with `pi-image build`', cause: err });
   }
   const r = recordSchema.safeParse(data);
   if (!r.success) {
     throw new InputError(`build record ${path} is malformed`, {
       details: r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
-      hint: 'rebuild the image with `pi-image bake`',
+      hint: 'rebuild the image with `pi-image build`',
     });
   }
   return r.data;
@@ -212,7 +218,7 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
   if (opts.record !== undefined && opts.record.image.size !== size) {
     throw new InputError(
       `image ${image} has ${size} bytes but its build record says ${opts.record.image.size}; the image changed after it was built`,
-      { hint: 'rebuild it with `pi-image bake`' },
+      { hint: 'rebuild it with `pi-image build`' },
     );
   }
 
@@ -261,7 +267,7 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
     if (opts.record !== undefined && opts.record.image.sha256 !== imageSha256) {
       throw new IoError(
         `image ${image} does not match its build record (sha256 ${imageSha256.slice(0, 12)}… ≠ ${opts.record.image.sha256.slice(0, 12)}…); the card was left without a partition table`,
-        { hint: 'rebuild the image with `pi-image bake` and flash again' },
+        { hint: 'rebuild the image with `pi-image build` and flash again' },
       );
     }
     // 5. the head, last
@@ -324,7 +330,7 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
 
   // 7. the seed files, from the card's own partition table
   if (opts.record !== undefined && opts.record.files.length > 0) {
-    result.verify.files = await checkRecordFiles(device, head, opts.record);
+    result.verify.files = await checkRecordFiles(device, head, opts.record, opts.image);
     if (result.verify.files.some((f) => !f.ok)) ok = false;
   }
   result.verify.result = ok ? 'ok' : 'failed';
@@ -332,11 +338,14 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
   return result;
 }
 
-async function checkRecordFiles(device: string, head: Buffer, record: BuildRecord): Promise<FileCheck[]> {
+async function checkRecordFiles(device: string, head: Buffer, record: BuildRecord, image: string): Promise<FileCheck[]> {
   await flushBuffers(device);
   const mbr = parseMbr(head);
   const boot = mbr?.partitions.find((p) => p.number === 1);
   const root = mbr?.partitions.find((p) => p.number === 2);
+  const read = (disk: string, target: 'boot' | 'root', offset: number, path: string) =>
+    target === 'boot' ? fatReadFile({ image: disk, offset }, path) : ext4ReadFile({ image: disk, offset }, path);
+  const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
   const out: FileCheck[] = [];
   for (const f of record.files) {
     const part = f.target === 'boot' ? boot : root;
@@ -345,21 +354,27 @@ async function checkRecordFiles(device: string, head: Buffer, record: BuildRecor
       continue;
     }
     const path = f.path.startsWith('/') ? f.path : `/${f.path}`;
-    let data: Buffer;
+    let sum: string;
+    let expected: string;
+    let against: string;
     try {
-      data =
-        f.target === 'boot'
-          ? await fatReadFile({ image: device, offset: part.startBytes }, path)
-          : await ext4ReadFile({ image: device, offset: part.startBytes }, path);
+      sum = sha(await read(device, f.target, part.startBytes, path));
     } catch (err) {
       out.push({ target: f.target, path: f.path, ok: false, problem: `cannot read it from the card: ${(err as Error).message}` });
       continue;
     }
-    const sum = createHash('sha256').update(data).digest('hex');
+    if (f.sha256 !== undefined) {
+      expected = f.sha256;
+      against = 'build record';
+    } else {
+      // a file with secrets: the record holds no plain hash, the image holds the reference copy
+      expected = sha(await read(image, f.target, part.startBytes, path));
+      against = 'the image';
+    }
     out.push(
-      sum === f.sha256
+      sum === expected
         ? { target: f.target, path: f.path, ok: true }
-        : { target: f.target, path: f.path, ok: false, problem: `sha256 ${sum.slice(0, 12)}… ≠ build record ${f.sha256.slice(0, 12)}…` },
+        : { target: f.target, path: f.path, ok: false, problem: `sha256 ${sum.slice(0, 12)}… ≠ ${against} ${expected.slice(0, 12)}…` },
     );
   }
   return out;

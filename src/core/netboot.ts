@@ -83,19 +83,22 @@ export function planNetboot(inv: Inventory, opts: NetbootOptions): NetbootPlan {
   const incomplete = new Set<string>();
   const nodes: NetbootNodePlan[] = [];
   const skipped: { node: string; reason: string }[] = [];
-  for (const n of wanted) {
+  /** every netboot-capable node of the inventory: the shared files (dnsmasq, exports, EEPROM guide) list them all */
+  const eligible: NetbootNodePlan[] = [];
+  for (const n of inv.nodes) {
+    const selected = wanted.includes(n);
     if (n.boot === 'netboot') {
-      if (n.serial === undefined) problems.push(`${n.source}: serial: required for boot: netboot (8 hex digits from \`cat /proc/cpuinfo\`; it names the TFTP folder)`);
-      if (n.dataDisk === undefined) problems.push(`${n.source}: dataDisk: required for boot: netboot (a local disk for /var/lib/rancher; containerd cannot run on NFS)`);
+      if (n.serial === undefined && selected) problems.push(`${n.source}: serial: required for boot: netboot (8 hex digits from \`cat /proc/cpuinfo\`; it names the TFTP folder)`);
+      if (n.dataDisk === undefined && selected) problems.push(`${n.source}: dataDisk: required for boot: netboot (a local disk for /var/lib/rancher; containerd cannot run on NFS)`);
       if (n.serial === undefined || n.dataDisk === undefined) {
-        incomplete.add(n.hostname);
+        if (selected) incomplete.add(n.hostname);
         continue;
       }
     } else if (n.serial === undefined) {
-      skipped.push({ node: n.hostname, reason: `no Pi serial in ${n.source} (boot: ${n.boot}); add \`serial:\` to netboot it` });
+      if (selected) skipped.push({ node: n.hostname, reason: `no Pi serial in ${n.source} (boot: ${n.boot}); add \`serial:\` to netboot it` });
       continue;
     } else if (n.dataDisk === undefined) {
-      skipped.push({ node: n.hostname, reason: `boot: ${n.boot} and no dataDisk in ${n.source}; a netboot node needs a local disk for /var/lib/rancher` });
+      if (selected) skipped.push({ node: n.hostname, reason: `boot: ${n.boot} and no dataDisk in ${n.source}; a netboot node needs a local disk for /var/lib/rancher` });
       continue;
     }
     const serial = n.serial.toLowerCase();
@@ -104,7 +107,7 @@ export function planNetboot(inv: Inventory, opts: NetbootOptions): NetbootPlan {
     else if (cidr !== undefined) client = formatCidr(cidr);
     else client = '*';
     const nfsDir = join(root, 'nfs', n.hostname);
-    nodes.push({
+    const plan: NetbootNodePlan = {
       node: n.hostname,
       serial,
       board: n.board,
@@ -114,7 +117,9 @@ export function planNetboot(inv: Inventory, opts: NetbootOptions): NetbootPlan {
       nfsroot: `${opts.server}:${nfsDir}`,
       dataDisk: n.dataDisk,
       source: n.source,
-    });
+    };
+    eligible.push(plan);
+    if (selected) nodes.push(plan);
   }
   if (problems.length > 0) {
     throw new InputError(`${incomplete.size} netboot node${incomplete.size === 1 ? ' is' : 's are'} incomplete`, {
@@ -133,9 +138,9 @@ export function planNetboot(inv: Inventory, opts: NetbootOptions): NetbootPlan {
     nodes,
     skipped,
     files: {
-      dnsmasq: dnsmasqConfig(root, opts.server, subnet, nodes),
-      exports: exportsFile(nodes),
-      eeprom: eepromGuide(root, opts.server, nodes),
+      dnsmasq: dnsmasqConfig(root, opts.server, subnet, eligible),
+      exports: exportsFile(eligible),
+      eeprom: eepromGuide(root, opts.server, eligible),
     },
   };
 }

@@ -9,6 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -192,7 +193,23 @@ function list(kind: string, apiVersion: string, items: unknown[]): string {
   return JSON.stringify({ kind, apiVersion, metadata: { resourceVersion: '48213' }, items });
 }
 
+/**
+ * An extra route (e.g. tests/helpers/rebuild-standin.ts: node PATCH/DELETE, pods, evictions,
+ * Secrets). Tried in order before the built-in GET routes; `undefined` passes the request on,
+ * `'drop'` closes the connection without an answer (an API that went away).
+ */
+export type StandinRoute = (req: {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  /** the parsed JSON body (undefined when empty or not JSON) */
+  body: unknown;
+  authorized: boolean;
+}) => { status: number; body: unknown } | 'drop' | undefined;
+
 export class KubeApiStandin {
+  /** extra routes, tried first (see StandinRoute) */
+  readonly routes: StandinRoute[] = [];
   nodes: Record<string, unknown>[] = [];
   namespaces: Record<string, unknown>[] = [];
   helmCharts: Record<string, unknown>[] = [];
@@ -210,23 +227,9 @@ export class KubeApiStandin {
   /** Starts listening on 127.0.0.1 at a free port; resolves to the https URL. */
   async start(): Promise<string> {
     const server = createServer({ cert: this.tls.certPem, key: this.tls.keyPem }, (req, res) => {
-      const path = (req.url ?? '/').split('?')[0] ?? '/';
-      const authorized = req.headers.authorization === `Bearer ${this.token}`;
-      this.requests.push({ method: req.method ?? 'GET', path, authorized });
-      const send = (status: number, body: string): void => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(body);
-      };
-      const status = (code: number, reason: string, message: string): string =>
-        JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
-      if (!authorized) return send(401, status(401, 'Unauthorized', 'Unauthorized'));
-      if (req.method !== 'GET') return send(405, status(405, 'MethodNotAllowed', 'the stand-in only serves GET'));
-      if (path === '/api/v1/nodes') return send(200, list('NodeList', 'v1', this.nodes));
-      if (path === '/api/v1/namespaces') return send(200, list('NamespaceList', 'v1', this.namespaces));
-      if (path === '/apis/helm.cattle.io/v1/helmcharts' && this.servesHelmCharts) {
-        return send(200, list('HelmChartList', 'helm.cattle.io/v1', this.helmCharts));
-      }
-      return send(404, status(404, 'NotFound', 'the server could not find the requested resource'));
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => this.answer(req.method ?? 'GET', req.url ?? '/', req.headers.authorization, Buffer.concat(chunks).toString('utf8'), res));
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -234,6 +237,41 @@ export class KubeApiStandin {
     });
     this.server = server;
     return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  private answer(method: string, url: string, authorization: string | undefined, text: string, res: ServerResponse): void {
+    const path = url.split('?')[0] ?? '/';
+    const authorized = authorization === `Bearer ${this.token}`;
+    this.requests.push({ method, path, authorized });
+    const send = (status: number, body: string): void => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(body);
+    };
+    const status = (code: number, reason: string, message: string): string =>
+      JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
+    let body: unknown;
+    try {
+      body = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
+    for (const route of this.routes) {
+      const r = route({ method, path, query, body, authorized });
+      if (r === 'drop') {
+        res.socket?.destroy();
+        return;
+      }
+      if (r !== undefined) return send(r.status, JSON.stringify(r.body));
+    }
+    if (!authorized) return send(401, status(401, 'Unauthorized', 'Unauthorized'));
+    if (method !== 'GET') return send(405, status(405, 'MethodNotAllowed', 'the stand-in only serves GET'));
+    if (path === '/api/v1/nodes') return send(200, list('NodeList', 'v1', this.nodes));
+    if (path === '/api/v1/namespaces') return send(200, list('NamespaceList', 'v1', this.namespaces));
+    if (path === '/apis/helm.cattle.io/v1/helmcharts' && this.servesHelmCharts) {
+      return send(200, list('HelmChartList', 'helm.cattle.io/v1', this.helmCharts));
+    }
+    return send(404, status(404, 'NotFound', 'the server could not find the requested resource'));
   }
 
   async stop(): Promise<void> {

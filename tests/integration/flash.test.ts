@@ -13,6 +13,8 @@ import { runCli } from '../../src/cli.js';
 import type { Io } from '../../src/app/io.js';
 import { flashImage, readBuildRecord } from '../../src/adapters/flash.js';
 import { cli } from '../helpers/run-cli.js';
+import { makePiOsImage } from '../helpers/pi-os-image.js';
+import { sampleFiles, writeInventory } from '../helpers/sample-inventory.js';
 import { attachLoop, canUseLoop, detachLoop, makeFlashTestImage, MiB, readDirect, sha256, type FlashTestImage } from '../helpers/flash-image.js';
 
 const NODE = 'pi-cluster-2';
@@ -68,6 +70,29 @@ describe.skipIf(!canUseLoop)('pi-image flash on a loop device', () => {
     expect(r.stderr).toMatch(/writing: 100% \(\d+\/\d+ MiB, [\d.]+ MiB\/s, ETA \d+ s\)/);
     expect(r.stderr).toMatch(/verifying: 100%/);
     console.log(`flash ${report.bytes} bytes: write ${report.writeSeconds} s (${report.writeMiBPerSecond} MiB/s)`);
+  });
+
+  it('flashes what `pi-image build` produced, checking every seed file against its build record', async () => {
+    const inv = writeInventory(sampleFiles());
+    const base = await makePiOsImage({ dir: inv.root, bootMiB: 64, rootMiB: 32 });
+    try {
+      const env = { ...process.env, XDG_CONFIG_HOME: join(inv.root, 'config') };
+      expect((await cli(['secrets', 'init'], { cwd: inv.root, env })).code).toBe(0);
+      const built = await cli(['build', NODE, '--base', base.path], { cwd: inv.root, env });
+      expect(built.code, built.stderr).toBe(0);
+      await scribble();
+      const r = await cli(['flash', NODE, '--device', loop!, '--yes', '--allow-loop', '-o', 'json'], { cwd: inv.root, env });
+      expect(r.code, r.stderr).toBe(0);
+      const report = JSON.parse(r.stdout) as { verify: { result: string; files: { path: string; ok: boolean }[] } };
+      expect(report.verify.result).toBe('ok');
+      // user-data holds secrets (no plain hash in the record): it is compared with the image's copy
+      expect(report.verify.files.map((f) => [f.path, f.ok])).toEqual(
+        expect.arrayContaining([['user-data', true], ['meta-data', true], ['network-config', true], ['cmdline.txt', true]]),
+      );
+    } finally {
+      await base.cleanup();
+      inv.cleanup();
+    }
   });
 
   it('prints a text report and draws a progress bar on a terminal', async () => {

@@ -56,3 +56,12 @@ describe('pi-image CLI', () => {
     expect(new Set(codes).size).toBe(codes.length);
   });
 });
+
+describe('usage errors from a command\'s own argument checks', () => {
+  it('are input errors (exit 2), not internal errors', async () => {
+    const r = await cli(['flash', 'pi-cluster-2', '--image', '/tmp/some.img', '--device', '/dev/null']);
+    expect(r.code).toBe(EXIT_CODES.input);
+    expect(r.stderr).toContain('give either a node name or --image PATH');
+    expect(r.stderr).not.toContain('internal error');
+  });
+});

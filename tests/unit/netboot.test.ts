@@ -16,6 +16,14 @@ function inventory() {
 }
 
 describe('planNetboot', () => {
+  it('exporting one node keeps every netboot node in the shared files (exports, dnsmasq, EEPROM guide)', () => {
+    const all = planNetboot(inventory(), { root: ROOT, server: SERVER });
+    const one = planNetboot(inventory(), { root: ROOT, server: SERVER, only: ['pi-cluster-3'] });
+    expect(one.nodes.map((n) => n.node)).toEqual(['pi-cluster-3']);
+    expect(one.files).toEqual(all.files);
+    expect(one.files.exports).toContain('/srv/netboot/nfs/pi-cluster-4');
+  });
+
   it('exports nodes with a serial and a data disk, skips the others with a reason', () => {
     const plan = planNetboot(inventory(), { root: `${ROOT}/`, server: SERVER });
     expect(plan.root).toBe(ROOT);
