@@ -7,7 +7,7 @@ import { IoError } from '../core/errors.js';
 export async function atomicWriteFile(path: string, contents: string | Uint8Array, mode = 0o644): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    await mkdir(dirname(path), { recursive: true });
+    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
     await writeFile(tmp, contents, { mode, flag: 'wx' });
     await chmod(tmp, mode);
     await rename(tmp, path);

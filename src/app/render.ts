@@ -3,10 +3,11 @@
  * writing them for review to build/<node>/ (boot/ = the FAT seed, rootfs/ = files user-data carries).
  * Used by `pi-image render` and `pi-image build`.
  */
-import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, sep } from 'node:path';
+import { createHash, createHmac } from 'node:crypto';
+import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
+import { join, sep } from 'node:path';
 import { loadTemplates } from '../adapters/templates.js';
+import { atomicWriteFile } from './atomic.js';
 import { IoError } from '../core/errors.js';
 import type { Inventory, NodeFileSet, RenderedFile, Secrets } from '../core/model.js';
 import { renderNodeFiles } from '../core/render/node.js';
@@ -78,22 +79,6 @@ export function fileDigest(file: RenderedFile, secrets: Secrets): string {
   return h.update(file.contents, 'utf8').digest('hex').slice(0, 12);
 }
 
-async function atomicWrite(path: string, contents: string, mode: number): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-    await writeFile(tmp, contents, { mode, flag: 'wx' });
-    await chmod(tmp, mode);
-    await rename(tmp, path);
-  } catch (cause) {
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw new IoError(`cannot write ${path}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, {
-      hint: 'check that the output directory is writable and the disk is not full (or pass --out DIR)',
-      cause,
-    });
-  }
-}
-
 async function previousFiles(nodeDir: string): Promise<string[]> {
   try {
     const manifest = JSON.parse(await readFile(join(nodeDir, MANIFEST), 'utf8')) as { files?: { file?: unknown }[] };
@@ -126,7 +111,7 @@ export async function writeNodeFiles(outDir: string, sets: readonly NodeFileSet[
     for (const f of set.files) {
       const rel = reviewPath(f);
       const mode = f.secret ? 0o600 : f.mode;
-      await atomicWrite(join(nodeDir, rel), f.contents, mode);
+      await atomicWriteFile(join(nodeDir, rel), f.contents, mode);
       stale.delete(rel.split(sep).join('/'));
       files.push({
         target: f.target,
@@ -142,7 +127,7 @@ export async function writeNodeFiles(outDir: string, sets: readonly NodeFileSet[
       if (rel.startsWith('/') || rel.split('/').includes('..')) continue;
       await rm(join(nodeDir, rel), { force: true });
     }
-    await atomicWrite(
+    await atomicWriteFile(
       join(nodeDir, MANIFEST),
       `${JSON.stringify({ node: set.node, instanceId: set.instanceId, files }, null, 2)}\n`,
       0o644,
