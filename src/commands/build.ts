@@ -43,7 +43,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
     if (!Number.isInteger(argv.jobs) || argv.jobs < 1) throw new InputError(`--jobs ${argv.jobs}: must be a whole number ≥ 1`);
     const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
     const outDir = isAbsolute(argv.out) ? argv.out : join(out.cwd, argv.out);
-    const progress = createProgress(out, { quiet: argv['dry-run'] });
+    const progress = createProgress(out, { quiet: argv['dry-run'], everyMs: 10_000, labelWidth: 14 });
     const tasks = new Map<string, ProgressTask>();
     const started = Date.now();
     let result;
@@ -63,7 +63,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
         onProgress: (node, phase, fraction) => {
           let t = tasks.get(node);
           if (!t) tasks.set(node, (t = progress.task(node, 100)));
-          if (fraction >= 1) t.done();
+          if (fraction >= 1) t.done(phase);
           else t.update(Math.round(fraction * 100), phase);
         },
       });

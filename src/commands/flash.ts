@@ -1,10 +1,10 @@
 import { stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
-import { SingleBar } from 'cli-progress';
 import type { CommandModule } from 'yargs';
-import { type Io, printJson } from '../app/io.js';
+import { printJson } from '../app/io.js';
 import { inspectTarget, rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
-import { flashImage, readBuildRecord, type FlashProgress, type FlashResult } from '../adapters/flash.js';
+import { flashImage, readBuildRecord, type FlashResult } from '../adapters/flash.js';
+import { createProgress } from '../adapters/progress.js';
 import { humanSize } from '../core/devices.js';
 import { InputError, IoError } from '../core/errors.js';
 import { type GlobalArgs, io } from './context.js';
@@ -84,7 +84,10 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
     }
 
     if (record === undefined) out.err(`note: no build record at ${recordPath}; the seed files cannot be checked against it\n`);
-    const progress = progressReporter(out);
+    // a bar on a terminal, a line every 10 % otherwise; no final done(): flashImage reports the
+    // end of each phase itself, and a short read-back must not be shown as 100 %
+    const progress = createProgress(out, { everyPercent: 10 });
+    const phases = progress.phases((phase) => (phase === 'write' ? 'writing' : 'verifying'));
     let result: FlashResult;
     try {
       result = await flashImage({
@@ -92,7 +95,7 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
         device: verdict.device,
         verify: argv.verify,
         ...(record === undefined ? {} : { record }),
-        onProgress: progress.update,
+        onProgress: phases.update,
       });
     } finally {
       progress.stop();
@@ -148,65 +151,4 @@ function imagePaths(argv: FlashArgs, cwd: string): { image: string; recordPath: 
   }
   const dir = isAbsolute(argv['build-dir']) ? argv['build-dir'] : resolve(cwd, argv['build-dir']);
   return { image: join(dir, `${node}.img`), recordPath: join(dir, `${node}.json`) };
-}
-
-/** cli-progress bar on a terminal (through Io.err), a line every 10 % otherwise. */
-function progressReporter(out: Io): { update: (p: FlashProgress) => void; stop: () => void } {
-  if (out.isTTY) {
-    const stream = {
-      isTTY: true,
-      columns: process.stderr.columns ?? 80,
-      write: (s: string): boolean => {
-        out.err(s);
-        return true;
-      },
-    } as unknown as NodeJS.WritableStream;
-    let bar: SingleBar | undefined;
-    let phase: FlashProgress['phase'] | undefined;
-    const started = { t: 0 };
-    const start = (p: FlashProgress): SingleBar => {
-      const b = new SingleBar({
-        stream,
-        format: `${p.phase === 'write' ? 'writing  ' : 'verifying'} [{bar}] {percentage}% | {done}/{all} MiB | {speed} MiB/s | ETA {eta_formatted}`,
-        hideCursor: true,
-        etaBuffer: 20,
-      });
-      b.start(Math.ceil(p.total / MiB), 0, { done: 0, all: Math.ceil(p.total / MiB), speed: '0.0' });
-      started.t = performance.now();
-      return b;
-    };
-    return {
-      update: (p) => {
-        if (phase !== p.phase) {
-          bar?.stop();
-          bar = start(p);
-          phase = p.phase;
-        }
-        const secs = (performance.now() - started.t) / 1000;
-        const done = Math.floor(p.bytes / MiB);
-        bar?.update(done, { done, speed: secs > 0 ? (p.bytes / MiB / secs).toFixed(1) : '0.0' });
-      },
-      stop: () => bar?.stop(),
-    };
-  }
-  let phase: FlashProgress['phase'] | undefined;
-  let nextPct = 0;
-  let t0 = 0;
-  return {
-    update: (p) => {
-      if (phase !== p.phase) {
-        phase = p.phase;
-        nextPct = 0;
-        t0 = performance.now();
-      }
-      const pct = p.total === 0 ? 100 : Math.floor((p.bytes / p.total) * 100);
-      if (pct < nextPct) return;
-      nextPct = Math.min(100, pct - (pct % 10) + 10) + (pct >= 100 ? 1 : 0);
-      const secs = (performance.now() - t0) / 1000;
-      const rate = secs > 0 ? p.bytes / MiB / secs : 0;
-      const eta = rate > 0 ? (p.total - p.bytes) / MiB / rate : 0;
-      out.err(`${p.phase === 'write' ? 'writing' : 'verifying'}: ${pct}% (${Math.floor(p.bytes / MiB)}/${Math.ceil(p.total / MiB)} MiB, ${rate.toFixed(1)} MiB/s, ETA ${Math.ceil(eta)} s)\n`);
-    },
-    stop: () => undefined,
-  };
 }

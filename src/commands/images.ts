@@ -6,12 +6,12 @@
  *   verify [name]             re-hash cached images (exit 1 when one does not match)
  */
 import { isAbsolute, resolve } from 'node:path';
-import { SingleBar } from 'cli-progress';
 import type { Argv, CommandModule } from 'yargs';
 import { printJson, type Io } from '../app/io.js';
 import { EXIT_CODES } from '../core/errors.js';
 import type { CatalogueEntry } from '../core/catalogue.js';
 import { loadCatalogue, loadCatalogueEntry } from '../adapters/catalogue-files.js';
+import { createProgress } from '../adapters/progress.js';
 import {
   cacheDir,
   cachedImagePath,
@@ -38,36 +38,11 @@ function cachePath(argv: ImagesArgs, out: Io): string {
   return cacheDir(out.env);
 }
 
-/** A cli-progress bar on a terminal, nothing otherwise. */
-function progressBar(out: Io): { onProgress: (p: Progress) => void; stop: () => void } {
-  if (!out.isTTY) return { onProgress: () => undefined, stop: () => undefined };
-  const stream = {
-    isTTY: true,
-    columns: process.stderr.columns ?? 80,
-    write: (s: string): boolean => {
-      out.err(s);
-      return true;
-    },
-  } as unknown as NodeJS.WritableStream;
-  let bar: SingleBar | undefined;
-  let phase: string | undefined;
-  return {
-    onProgress: (p) => {
-      if (p.phase !== phase) {
-        bar?.stop();
-        phase = p.phase;
-        bar = new SingleBar({
-          stream,
-          hideCursor: true,
-          format: `${(p.phase ?? '').padEnd(10)} [{bar}] {percentage}% | {done} / {all} | ETA {eta_formatted}`,
-        });
-        bar.start(p.total ?? p.bytes, 0, { done: formatBytes(0), all: p.total === undefined ? '?' : formatBytes(p.total) });
-      }
-      if (p.total === undefined) bar?.setTotal(p.bytes);
-      bar?.update(p.bytes, { done: formatBytes(p.bytes) });
-    },
-    stop: () => bar?.stop(),
-  };
+/** A bar per phase (download, decompress, hash) on a terminal; in logs a line every 10 % or 15 s. */
+function progressOf(out: Io): { onProgress: (p: Progress) => void; done: () => void; stop: () => void } {
+  const progress = createProgress(out, { everyPercent: 10, everyMs: 15_000 });
+  const phases = progress.phases();
+  return { onProgress: phases.update, done: phases.done, stop: progress.stop };
 }
 
 const withCache = <T>(y: Argv<T>): Argv<T & { cache: string | undefined }> =>
@@ -128,10 +103,11 @@ const fetchCommand: CommandModule<GlobalArgs, FetchArgs> = {
   handler: async (argv) => {
     const out = io();
     const entry = await loadCatalogueEntry(argv.name);
-    const bar = progressBar(out);
+    const bar = progressOf(out);
     let got;
     try {
       got = await fetchImage(entry, { cacheDir: cachePath(argv, out), force: argv.force, onProgress: bar.onProgress });
+      bar.done();
     } finally {
       bar.stop();
     }
@@ -162,7 +138,7 @@ const importCommand: CommandModule<GlobalArgs, ImportArgs> = {
       .option('sha256', { type: 'string', describe: 'expected sha256 of <file>' }) as unknown as Argv<ImportArgs>,
   handler: async (argv) => {
     const out = io();
-    const bar = progressBar(out);
+    const bar = progressOf(out);
     let got;
     try {
       got = await importImage(resolve(out.cwd, argv.file), argv.name, {
@@ -170,6 +146,7 @@ const importCommand: CommandModule<GlobalArgs, ImportArgs> = {
         onProgress: bar.onProgress,
         ...(argv.sha256 === undefined ? {} : { expectedSha256: argv.sha256.toLowerCase() }),
       });
+      bar.done();
     } finally {
       bar.stop();
     }
@@ -201,9 +178,10 @@ const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
       if (argv.name !== undefined && entry === undefined && (await readCacheRecord(dir, name)) === undefined) {
         await loadCatalogueEntry(name); // throws "not in the catalogue" with the known names
       }
-      const bar = progressBar(out);
+      const bar = progressOf(out);
       try {
         results.push(await verifyCachedImage(name, entry, { cacheDir: dir, onProgress: bar.onProgress }));
+        bar.done();
       } finally {
         bar.stop();
       }
