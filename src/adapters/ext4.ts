@@ -9,10 +9,12 @@
  * becomes an IoError carrying debugfs' own messages.
  *
  * Contents are staged in a private temporary directory (0700, files 0600) that is always removed.
+ * A `copy` op names a file on the build machine instead: debugfs reads it itself, so a large
+ * payload (the k3s binary, image tarballs) is neither read into memory nor staged again.
  */
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, posix } from 'node:path';
+import { join, posix, resolve } from 'node:path';
 import { InputError, IoError } from '../core/errors.js';
 import { run, runBuffer, type RunOptions } from './process.js';
 
@@ -24,6 +26,8 @@ export interface Ext4Volume {
 
 export type Ext4Op =
   | { kind: 'file'; path: string; contents: string | Uint8Array; mode: number; uid?: number; gid?: number }
+  /** a regular file whose contents are the file `source` on the build machine */
+  | { kind: 'copy'; path: string; source: string; mode: number; uid?: number; gid?: number }
   | { kind: 'dir'; path: string; mode?: number; uid?: number; gid?: number }
   | { kind: 'symlink'; path: string; target: string; uid?: number; gid?: number }
   | { kind: 'remove'; path: string };
@@ -88,11 +92,13 @@ interface Expectation {
 
 /**
  * Pure: the debugfs command script for `ops`. `staged[i]` is the local file holding the contents
- * of `ops[i]` when it is a file. Returns the script and the `stat` checks appended at its end.
+ * of `ops[i]` when it is a `file` or a `copy` (for a copy: its source), and `sizes[i]` the size
+ * expected for a `copy`. Returns the script and the `stat` checks appended at its end.
  */
 export function buildDebugfsScript(
   ops: readonly Ext4Op[],
   staged: readonly (string | undefined)[],
+  sizes: readonly (number | undefined)[] = [],
 ): { script: string; expect: Expectation[] } {
   const lines: string[] = [];
   const made = new Set<string>(['/']);
@@ -119,15 +125,22 @@ export function buildDebugfsScript(
         expect.set(p, { path: p, type: 'directory', mode: mode & 0o7777, uid: op.uid ?? 0, gid: op.gid ?? 0 });
         break;
       }
-      case 'file': {
+      case 'file':
+      case 'copy': {
         const local = staged[i];
         if (local === undefined) throw new Error(`internal: no staged file for ${p}`);
+        if (/["\0\n\r]/.test(local)) {
+          throw new InputError(`cannot copy ${local} into the root filesystem: its path contains a quote or control character`, {
+            hint: 'debugfs cannot read such names; rename the file or move it to a plain directory',
+          });
+        }
         mkdirP(posix.dirname(p));
         lines.push(`rm ${q(p)}`, `write ${q(local)} ${q(p)}`);
         lines.push(`sif ${q(p)} mode 0${(0o100000 | (op.mode & 0o7777)).toString(8)}`);
         owner(p, op.uid, op.gid);
-        const size = typeof op.contents === 'string' ? Buffer.byteLength(op.contents) : op.contents.byteLength;
-        expect.set(p, { path: p, type: 'regular', mode: op.mode & 0o7777, uid: op.uid ?? 0, gid: op.gid ?? 0, size });
+        const size =
+          op.kind === 'copy' ? sizes[i] : typeof op.contents === 'string' ? Buffer.byteLength(op.contents) : op.contents.byteLength;
+        expect.set(p, { path: p, type: 'regular', mode: op.mode & 0o7777, uid: op.uid ?? 0, gid: op.gid ?? 0, ...(size === undefined ? {} : { size }) });
         break;
       }
       case 'symlink': {
@@ -158,6 +171,20 @@ const BENIGN = [
   /^rm: File not found by ext2_lookup/, // replacing a file that did not exist
 ];
 
+/** Size of the host file a `copy` op reads; IoError naming it when it is missing or not a file. */
+async function sourceSize(source: string, dest: string, v: Ext4Volume): Promise<number> {
+  const what = `cannot copy ${source} to ${dest} in the root filesystem of ${v.image}`;
+  const hint = 'check that the file exists and is readable (air-gap files: k3s.airgapDir in cluster.yaml)';
+  let st;
+  try {
+    st = await stat(source);
+  } catch (cause) {
+    throw new IoError(`${what}: ${(cause as NodeJS.ErrnoException).code ?? 'unreadable'}`, { hint, cause });
+  }
+  if (!st.isFile()) throw new IoError(`${what}: not a regular file`, { hint });
+  return st.size;
+}
+
 /** Applies all `ops` in one debugfs run and checks the result. */
 export async function ext4Apply(v: Ext4Volume, ops: readonly Ext4Op[], opts: Ext4ApplyOptions = {}): Promise<void> {
   if (ops.length === 0) return;
@@ -165,16 +192,20 @@ export async function ext4Apply(v: Ext4Volume, ops: readonly Ext4Op[], opts: Ext
   try {
     await chmod(stage, 0o700);
     const staged: (string | undefined)[] = [];
+    const sizes: (number | undefined)[] = [];
     for (const [i, op] of ops.entries()) {
-      if (op.kind !== 'file') {
-        staged.push(undefined);
-        continue;
+      staged.push(undefined);
+      sizes.push(undefined);
+      if (op.kind === 'copy') {
+        staged[i] = resolve(op.source);
+        sizes[i] = await sourceSize(staged[i], op.path, v);
+      } else if (op.kind === 'file') {
+        const local = join(stage, String(i));
+        await writeFile(local, op.contents, { mode: 0o600 });
+        staged[i] = local;
       }
-      const local = join(stage, String(i));
-      await writeFile(local, op.contents, { mode: 0o600 });
-      staged.push(local);
     }
-    const { script, expect } = buildDebugfsScript(ops, staged);
+    const { script, expect } = buildDebugfsScript(ops, staged, sizes);
     const scriptPath = join(stage, 'script');
     await writeFile(scriptPath, script, { mode: 0o600 });
     const env: Record<string, string> = opts.epoch === undefined ? {} : { E2FSPROGS_FAKE_TIME: String(Math.floor(opts.epoch)) };

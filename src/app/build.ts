@@ -4,10 +4,11 @@
  * The cached base is only ever read. Every output appears atomically or not at all.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { setMaxListeners } from 'node:events';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { cacheDir, cachedImagePath, readCacheRecord } from '../adapters/download.js';
-import { ext4Apply, type Ext4Op, requireCloudInit } from '../adapters/ext4.js';
+import { type Ext4Op, requireCloudInit } from '../adapters/ext4.js';
 import { fatReadText } from '../adapters/fat.js';
 import {
   allocatedBytes,
@@ -142,14 +143,32 @@ async function compressFile(src: string, dest: string, kind: 'xz' | 'zstd'): Pro
   });
 }
 
+/**
+ * What the bakes of one build share. The digests are promises: they are computed once per build
+ * (not per node), while the first images are being copied and written.
+ */
+interface BakeContext {
+  base: Promise<BuildRecord['base']>;
+  inputs: BuildRecord['inputs'];
+  /** sha256 of a payload file by its path on the build machine */
+  payloadSha256: (source: string) => Promise<string>;
+  /**
+   * Writing an image (copy, seed, payload) is disk-bound, hashing and compressing it CPU-bound:
+   * each runs at most --jobs at a time, so one node's hash overlaps the next node's copy.
+   */
+  writing: Limiter;
+  finishing: Limiter;
+  /** aborted when the build fails: no new copies start, running hashes stop */
+  signal: AbortSignal;
+}
+
 /** Bakes one node; returns its build record. */
 async function bakeNode(
   plan: BakePlan,
   set: NodeFileSet,
   layout: ImageLayout,
   secrets: Secrets,
-  base: { name: string; path: string; sha256: string; size: number },
-  inputs: BuildRecord['inputs'],
+  shared: BakeContext,
   opts: BuildOptions,
 ): Promise<BuildRecord> {
   const progress = (phase: string, f: number) => opts.onProgress?.(plan.node, phase, f);
@@ -157,47 +176,55 @@ async function bakeNode(
   const rawOut = plan.compress === 'none' ? plan.output : plan.output.replace(/\.(xz|zst)$/, '');
   const injected: (RenderedFile & { uid?: number; gid?: number })[] = set.files.filter((f) => f.target === 'boot' || f.target === 'root');
   let rawSha = '';
+  let finalSha = '';
 
-  const produce = async (tmp: string) => {
-    progress('copy', 0.05);
-    await sparseCopy(base.path, tmp);
-    progress('seed', 0.4);
-    const boot = { image: tmp, offset: layout.boot.startBytes };
-    const cmdline = transformCmdline(await fatReadText(boot, '/cmdline.txt'), set.instanceId);
-    const cmdlineFile: RenderedFile = { path: 'cmdline.txt', target: 'boot', mode: 0o755, contents: cmdline, secret: false };
-    injected.push(cmdlineFile);
-    await writeRenderedFiles(tmp, layout, injected, { epoch });
-    if (plan.payload.length) {
-      progress('payload', 0.55);
-      const ops: Ext4Op[] = [];
-      for (const p of plan.payload) ops.push({ kind: 'file', path: p.dest, contents: await readFile(p.source), mode: p.mode });
-      await ext4Apply({ image: tmp, offset: layout.root.startBytes }, ops, { epoch });
-    }
-    progress('hash', 0.75);
-    rawSha = await fileSha256(tmp);
-  };
+  const write = (tmp: string) =>
+    shared.writing(async () => {
+      shared.signal.throwIfAborted(); // another node failed: the build is over
+      progress('copy', 0.05);
+      await sparseCopy(plan.base.path, tmp);
+      progress('seed', 0.4);
+      const boot = { image: tmp, offset: layout.boot.startBytes };
+      const cmdline = transformCmdline(await fatReadText(boot, '/cmdline.txt'), set.instanceId);
+      const cmdlineFile: RenderedFile = { path: 'cmdline.txt', target: 'boot', mode: 0o755, contents: cmdline, secret: false };
+      injected.push(cmdlineFile);
+      // the payload (k3s binary, images, manifests) goes in the same debugfs run as any rendered
+      // rootfs file, read by debugfs straight from the build machine (never held in memory)
+      const payload = plan.payload.map((p): Ext4Op => ({ kind: 'copy', path: p.dest, source: p.source, mode: p.mode }));
+      await writeRenderedFiles(tmp, layout, injected, { epoch, rootOps: payload });
+      progress('hash', 0.75);
+    });
+  const hash = (path: string) => fileSha256(path, undefined, shared.signal);
 
   if (plan.compress === 'none') {
-    await withTempOutput(rawOut, produce);
+    await withTempOutput(rawOut, async (tmp) => {
+      await write(tmp);
+      rawSha = await shared.finishing(() => hash(tmp));
+    });
+    finalSha = rawSha;
   } else {
     // the raw image only ever exists under a temp name; the compressed one is renamed into place
+    const kind = plan.compress;
     const rawTmp = tempPathFor(rawOut);
     const unregister = removeOnSignal(rawTmp);
     try {
-      await produce(rawTmp);
-      progress('compress', 0.85);
-      await compressFile(rawTmp, plan.output, plan.compress);
+      await write(rawTmp);
+      await shared.finishing(async () => {
+        rawSha = await hash(rawTmp);
+        progress('compress', 0.85);
+        await compressFile(rawTmp, plan.output, kind);
+        finalSha = await hash(plan.output);
+      });
     } finally {
       await rm(rawTmp, { force: true });
       unregister();
     }
   }
-  const finalSha = plan.compress === 'none' ? rawSha : await fileSha256(plan.output);
   const finalSize = (await stat(plan.output)).size;
 
   const payloadFiles = await Promise.all(
     plan.payload.map(async (p) => {
-      const digest = sha256(await readFile(p.source));
+      const digest = await shared.payloadSha256(p.source);
       return { target: 'root' as const, path: p.dest, mode: `0${p.mode.toString(8)}`, bytes: p.size, secret: false, sha256: digest, digest: digest.slice(0, 12) };
     }),
   );
@@ -208,8 +235,8 @@ async function bakeNode(
     instanceId: plan.instanceId,
     tool: { name: 'pi-image', version: opts.toolVersion },
     builtAt: opts.now.toISOString(),
-    base,
-    inputs,
+    base: await shared.base,
+    inputs: shared.inputs,
     image: { path: plan.output, sha256: finalSha, size: finalSize, compress: plan.compress, rawSha256: rawSha },
     files: [
       ...injected.map((f) => ({
@@ -233,18 +260,23 @@ export function recordPath(outDir: string, node: string): string {
   return join(outDir, `${node}.json`);
 }
 
-/** Runs tasks with at most `jobs` at a time, in order of start. */
-async function pool<T, R>(items: readonly T[], jobs: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
+type Limiter = <R>(task: () => Promise<R>) => Promise<R>;
+
+/** Runs the tasks given to it at most `n` at a time, in the order they arrive. */
+function limiter(n: number): Limiter {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    if (active < n) active++;
+    else await new Promise<void>((go) => waiting.push(go)); // the slot is handed over, `active` stays
+    try {
+      return await task();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else active--;
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, items.length)) }, worker));
-  return results;
 }
 
 export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
@@ -292,19 +324,44 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
       cause,
     });
   }
-  // Room for every node's sparse copy (its allocated blocks) plus the payload.
+  // Room for the sparse copies (their allocated blocks) plus the payload of the images in the
+  // works at once: --jobs being written and --jobs being hashed.
+  const jobs = Math.max(1, opts.jobs);
   const perNode = (await allocatedBytes(base.path)) + plans[0]!.payload.reduce((a, p) => a + p.size, 0);
-  await ensureFreeSpace(opts.outDir, perNode * Math.min(plans.length, Math.max(1, opts.jobs)) + 64 * 1024 * 1024, `building ${plans.length} image(s)`);
+  await ensureFreeSpace(opts.outDir, perNode * Math.min(plans.length, 2 * jobs) + 64 * 1024 * 1024, `building ${plans.length} image(s)`);
 
-  const baseInfo = { name: base.name, path: base.path, sha256: base.sha256 ?? (await fileSha256(base.path)), size: layout.sizeBytes };
-  const inputs: BuildRecord['inputs'] = {
-    inventorySha256: inventoryHash(inv),
-    templatesSha256: sha256(JSON.stringify(templates)),
-    secretsVersion: loaded.version,
-    secretsDigest: loaded.digest,
+  // A --base path has no cache record: its sha256 is computed while the first node is copied.
+  const stop = new AbortController();
+  setMaxListeners(0, stop.signal); // one listener per running hash: payload files, base, images
+  const baseInfo = (base.sha256 === undefined ? fileSha256(base.path, undefined, stop.signal) : Promise.resolve(base.sha256)).then((digest) => ({
+    name: base.name,
+    path: base.path,
+    sha256: digest,
+    size: layout.sizeBytes,
+  }));
+  const payloadDigests = new Map<string, Promise<string>>();
+  for (const p of plans.flatMap((pl) => pl.payload)) {
+    if (!payloadDigests.has(p.source)) payloadDigests.set(p.source, fileSha256(p.source, undefined, stop.signal));
+  }
+  // awaited when the records are written; until then a failure must not count as unhandled
+  for (const pending of [baseInfo, ...payloadDigests.values()]) pending.catch(() => undefined);
+  const shared: BakeContext = {
+    base: baseInfo,
+    inputs: {
+      inventorySha256: inventoryHash(inv),
+      templatesSha256: sha256(JSON.stringify(templates)),
+      secretsVersion: loaded.version,
+      secretsDigest: loaded.digest,
+    },
+    payloadSha256: (source) => payloadDigests.get(source) ?? fileSha256(source),
+    writing: limiter(jobs),
+    finishing: limiter(jobs),
+    signal: stop.signal,
   };
-  const records = await pool(plans, opts.jobs, (plan) =>
-    bakeNode(plan, sets.find((s) => s.node === plan.node)!, layout, loaded.secrets, baseInfo, inputs, opts),
-  );
-  return { plans, records };
+  try {
+    const records = await Promise.all(plans.map((plan) => bakeNode(plan, sets.find((s) => s.node === plan.node)!, layout, loaded.secrets, shared, opts)));
+    return { plans, records };
+  } finally {
+    stop.abort(); // a failed build starts no more copies and does not wait for hashes it no longer needs
+  }
 }
