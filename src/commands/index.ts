@@ -1,9 +1,12 @@
 import type { CommandModule } from 'yargs';
+import { bootTestCommand } from './boot-test.js';
 import { buildCommand } from './build.js';
+import { diffCommand } from './diff.js';
 import { flashCommand } from './flash.js';
 import { imagesCommand } from './images.js';
 import { kubeconfigCommand } from './kubeconfig.js';
 import { netbootCommand } from './netboot.js';
+import { rebuildCommand } from './rebuild.js';
 import { renderCommand } from './render.js';
 import { secretsCommand } from './secrets.js';
 import { validateCommand } from './validate.js';
@@ -17,8 +20,11 @@ export const commands: CommandModule<any, any>[] = [
   renderCommand,
   imagesCommand,
   buildCommand,
+  diffCommand,
+  bootTestCommand,
   flashCommand,
   netbootCommand,
   kubeconfigCommand,
   verifyCommand,
+  rebuildCommand,
 ];

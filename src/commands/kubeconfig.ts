@@ -4,7 +4,6 @@ import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
-import { readPrivateKey, shellQuote, sshExec } from '../adapters/ssh.js';
 import { ClusterError, InputError, IoError } from '../core/errors.js';
 import { mergeKubeconfig, rewriteK3sKubeconfig, serializeKubeconfig } from '../core/verify/kubeconfig.js';
 import { parseDuration } from '../core/verify/duration.js';
@@ -75,6 +74,8 @@ export const kubeconfigCommand: CommandModule<GlobalArgs, KubeconfigArgs> = {
       .example('$0 kubeconfig --merge', 'add the cluster as a context to ~/.kube/config')
       .example('$0 kubeconfig --out pi.yaml', 'write a separate kubeconfig (mode 0600)'),
   handler: async (argv) => {
+    // loaded here, not at start-up: these pull in heavy libraries every other command would pay for
+    const { readPrivateKey, shellQuote, sshExec } = await import('../adapters/ssh.js');
     const out = io();
     const env = out.env;
     const home = env['HOME'] ?? homedir();

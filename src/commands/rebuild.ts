@@ -2,9 +2,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { displayPath, loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
-import { runRebuildDrill, type RebuildTarget } from '../app/rebuild.js';
+import type { RebuildTarget } from '../app/rebuild.js';
 import { toolVersion } from '../app/version.js';
-import { loadKubeConfig, resolveKubeconfigPath } from '../adapters/kube.js';
 import { InputError } from '../core/errors.js';
 import { renderDrillText } from '../core/rebuild.js';
 import { parseDuration } from '../core/verify/duration.js';
@@ -61,6 +60,9 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
       .example('$0 rebuild pi-cluster-3 --device /dev/sdb', 'the drill with a 60 min budget; evidence in docs/governance/reviews/')
       .example('$0 rebuild pi-cluster-3 --netboot /srv/netboot --budget 30m --yes -o json', 'a netbooted node, machine-readable'),
   handler: async (argv) => {
+    // loaded here, not at start-up: these pull in heavy libraries every other command would pay for
+    const { runRebuildDrill } = await import('../app/rebuild.js');
+    const { loadKubeConfig, resolveKubeconfigPath } = await import('../adapters/kube.js');
     const out = io();
     if ((argv.device === undefined) === (argv.netboot === undefined)) {
       throw new InputError('give either --device /dev/X or --netboot DIR (one of them)', { hint: `e.g. \`pi-image rebuild ${argv.node} --device /dev/sdb\`` });

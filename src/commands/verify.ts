@@ -3,7 +3,6 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { loadInventory, displayPath } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
-import { isRetryable, loadKubeConfig, resolveKubeconfigPath, takeSnapshot } from '../adapters/kube.js';
 import { packagePath } from '../adapters/paths.js';
 import { InputError, IoError } from '../core/errors.js';
 import { type Baseline, runChecks, summarize, unknownNodeNames } from '../core/verify/checks.js';
@@ -55,6 +54,8 @@ export const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
       .example('$0 verify --wait --timeout 15m', 'wait for freshly flashed nodes to join')
       .example('$0 verify --node pi-cluster-3 -o json', 'one node, machine-readable'),
   handler: async (argv) => {
+    // loaded here, not at start-up: these pull in heavy libraries every other command would pay for
+    const { isRetryable, loadKubeConfig, resolveKubeconfigPath, takeSnapshot } = await import('../adapters/kube.js');
     const out = io();
     const timeoutMs = parseDuration(argv.timeout, '--timeout');
     const intervalMs = parseDuration(argv.interval, '--interval');

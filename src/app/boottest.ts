@@ -1,0 +1,199 @@
+/**
+ * `pi-image boot-test`: boot a node image under qemu-system-aarch64 and check from outside, over
+ * SSH as the inventory's admin user, that it provisioned itself. The image is opened with
+ * snapshot=on: the file is never modified.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sshExec, startVm, type StartVmOptions, type Vm } from '../adapters/qemu.js';
+import { loadOrCreateSecrets } from '../adapters/secrets.js';
+import { type BootExpectations, evaluateBoot, parseProbe, probeScript } from '../core/boottest.js';
+import { EnvironmentError, InputError, IoError } from '../core/errors.js';
+import type { Inventory, NodeModel } from '../core/model.js';
+import { NODE_PATHS } from '../core/render/paths.js';
+import type { CheckResult } from '../core/verify/checks.js';
+import { type BuildRecord, recordPath } from './build.js';
+import { buildYearFrom, renderNodes } from './render.js';
+
+export interface BootTestOptions {
+  inventory: Inventory;
+  node: string;
+  /** image to boot; default <buildDir>/<node>.img */
+  image?: string;
+  buildDir: string;
+  /** private key for the admin user (default $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519) */
+  identity?: string;
+  timeoutMs: number;
+  keep: boolean;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  now: Date;
+  onPhase?: (phase: string, elapsedMs: number) => void;
+  /** extra VM options (tests: memory, console log location) */
+  vm?: Partial<StartVmOptions>;
+}
+
+export interface BootTestResult {
+  node: string;
+  image: string;
+  checks: CheckResult[];
+  ok: boolean;
+  /** milliseconds from power-on */
+  timings: { sshMs?: number; provisionedMs?: number; totalMs: number };
+  consoleLog: string;
+  /** the image was built from another rendering of the node than the current inventory gives */
+  stale: boolean;
+  /** with --keep: how to reach the still-running VM */
+  kept?: { sshPort: number; pid?: number };
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+async function readRecord(path: string): Promise<BuildRecord | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as BuildRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+function identityPath(opts: BootTestOptions): string {
+  const given = opts.identity ?? opts.env.PI_IMAGE_SSH_KEY;
+  if (given) return isAbsolute(given) ? given : join(opts.cwd, given);
+  return join(opts.env.HOME ?? homedir(), '.ssh', 'id_ed25519');
+}
+
+/** What the node should look like, from the inventory, its secrets and the image's build record. */
+async function expectations(opts: BootTestOptions, node: NodeModel, record: BuildRecord | undefined) {
+  const inv = opts.inventory;
+  const loaded = await loadOrCreateSecrets(inv.dir, inv.cluster.name, {
+    env: opts.env,
+    now: opts.now,
+    create: false,
+    wifiRequired: inv.cluster.wifi !== undefined,
+  });
+  const [set] = await renderNodes(inv, loaded.secrets, { only: [node.hostname], buildYear: buildYearFrom(opts.env, opts.now) });
+  const file = (path: string) => set!.files.find((f) => f.target === 'build' && f.path === path)?.contents;
+  const secretFiles: Record<string, string | null> = {};
+  for (const path of [NODE_PATHS.tokenFile, NODE_PATHS.agentTokenFile, NODE_PATHS.nodePassword]) {
+    const contents = file(path);
+    secretFiles[path] = contents === undefined ? null : sha256(contents);
+  }
+  const exp: BootExpectations = {
+    hostname: node.hostname,
+    role: node.role,
+    adminUser: inv.cluster.admin.user,
+    sshKeys: inv.cluster.admin.sshKeys,
+    instanceId: record?.instanceId ?? set!.instanceId,
+    k3sConfigYaml: file(NODE_PATHS.k3sConfig) ?? '',
+    secretFiles,
+    airgap: (record?.files ?? []).some((f) => f.path === NODE_PATHS.k3sBinary),
+  };
+  return { exp, stale: record !== undefined && record.instanceId !== set!.instanceId };
+}
+
+/** QEMU user-mode network shaped like the node's LAN, so a static address works and SSH reaches it. */
+export function vmNetwork(inv: Inventory, node: NodeModel): StartVmOptions['network'] {
+  const net = inv.cluster.network;
+  if (node.address.mode !== 'static' || !net.cidr || !net.gateway) return undefined;
+  return { cidr: net.cidr, host: net.gateway, guest: node.address.address };
+}
+
+/** How long sshd may keep refusing the key (it can answer before cloud-init wrote authorized_keys). */
+const KEY_REFUSED_GRACE_MS = 120_000;
+
+/**
+ * Waits until the admin user can log in. Fails early when sshd keeps refusing the key: the image
+ * does not carry it (or --identity is the wrong key), and waiting until the deadline would not help.
+ */
+async function waitForLogin(vm: Vm, ssh: { user: string; identityFile: string }, deadline: number): Promise<number> {
+  let refusedSince: number | undefined;
+  let last = '';
+  for (;;) {
+    if (!vm.isRunning()) throw new IoError(`the VM stopped before ${ssh.user} could log in; see the console log ${vm.consoleLog}`);
+    const r = await sshExec(vm, 'true', { ...ssh, timeoutMs: 30_000 });
+    if (r.exitCode === 0) return Date.now() - vm.startedAt;
+    last = r.stderr.trim().split('\n').pop() ?? '';
+    if (/Permission denied/i.test(r.stderr)) {
+      refusedSince ??= Date.now();
+      if (Date.now() - refusedSince > KEY_REFUSED_GRACE_MS) {
+        throw new IoError(`sshd refuses ${ssh.user} with ${ssh.identityFile} (for ${KEY_REFUSED_GRACE_MS / 1000} s): the image does not accept this key`, {
+          hint: 'pass --identity with the private key of an admin.sshKeys entry, or rebuild the image',
+        });
+      }
+    } else refusedSince = undefined;
+    if (Date.now() > deadline) throw new IoError(`no SSH login as ${ssh.user} before the deadline (last: ${last || 'no answer'})`);
+    await sleep(3000);
+  }
+}
+
+export async function bootTest(opts: BootTestOptions): Promise<BootTestResult> {
+  const inv = opts.inventory;
+  const node = inv.nodes.find((n) => n.hostname === opts.node);
+  if (!node) {
+    throw new InputError(`${opts.node} is not in the inventory`, { hint: `known nodes: ${inv.nodes.map((n) => n.hostname).join(', ')}` });
+  }
+  const image = opts.image ? (isAbsolute(opts.image) ? opts.image : join(opts.cwd, opts.image)) : join(opts.buildDir, `${node.hostname}.img`);
+  try {
+    await stat(image);
+  } catch {
+    throw new InputError(`image ${image} does not exist`, { hint: `build it first: pi-image build ${node.hostname} (or pass --image PATH)` });
+  }
+  const key = identityPath(opts);
+  try {
+    await stat(key);
+  } catch {
+    throw new EnvironmentError(`SSH key ${key} does not exist`, {
+      hint: 'pass --identity FILE (or set $PI_IMAGE_SSH_KEY): the private key of one of admin.sshKeys in cluster.yaml',
+    });
+  }
+  const record = opts.image ? await readRecord(image.replace(/\.img$/, '.json')) : await readRecord(recordPath(opts.buildDir, node.hostname));
+  const { exp, stale } = await expectations(opts, node, record);
+
+  const network = vmNetwork(inv, node);
+  const vm: Vm = await startVm({ image, ...(network ? { network } : {}), ...opts.vm });
+  const started = Date.now();
+  const deadline = started + opts.timeoutMs;
+  const ssh = { user: inv.cluster.admin.user, identityFile: key };
+  const timings: BootTestResult['timings'] = { totalMs: 0 };
+  let checks: CheckResult[] = [];
+  try {
+    opts.onPhase?.('booting', 0);
+    try {
+      timings.sshMs = await waitForLogin(vm, ssh, deadline);
+    } catch (e) {
+      checks = [{ name: 'ssh-login', node: node.hostname, status: 'fail', message: (e as Error).message.split('\n')[0]! }];
+      throw e;
+    }
+    opts.onPhase?.('ssh up', timings.sshMs);
+    // wait for cloud-init to finish (status leaves "running"/"not started")
+    for (;;) {
+      const r = await sshExec(vm, 'cloud-init status 2>/dev/null | sed -n "s/^status: //p"', { ...ssh, timeoutMs: 60_000 });
+      const status = r.stdout.trim();
+      if (status && status !== 'running' && status !== 'not started' && status !== 'not run') break;
+      if (Date.now() > deadline) break;
+      await sleep(3000);
+    }
+    timings.provisionedMs = Date.now() - vm.startedAt;
+    opts.onPhase?.('cloud-init finished', timings.provisionedMs);
+    // give the join unit a moment to record its first attempt
+    await sleep(Math.min(15_000, Math.max(0, deadline - Date.now())));
+    const probe = await sshExec(vm, probeScript(exp), { ...ssh, timeoutMs: 120_000 });
+    if (probe.exitCode !== 0 && !probe.stdout.includes('@@end')) {
+      throw new IoError(`probing ${node.hostname} over SSH failed (exit ${probe.exitCode})`, { details: probe.stderr.trim().split('\n').slice(-5) });
+    }
+    checks = [{ name: 'ssh-login', node: node.hostname, status: 'pass', message: `as ${ssh.user} with the inventory key` }, ...evaluateBoot(exp, parseProbe(probe.stdout))];
+  } catch (e) {
+    if (checks.length === 0) throw e;
+  } finally {
+    timings.totalMs = Date.now() - started;
+    if (!opts.keep) await vm.stop({ gracefulMs: 20_000 });
+  }
+  const ok = checks.length > 0 && checks.every((c) => c.status !== 'fail');
+  const result: BootTestResult = { node: node.hostname, image, checks, ok, timings, consoleLog: vm.consoleLog, stale };
+  if (opts.keep) result.kept = { sshPort: vm.sshPort, ...(vm.pid !== undefined ? { pid: vm.pid } : {}) };
+  return result;
+}
