@@ -109,10 +109,21 @@ function cloudInitCheck(node: string, text: string | undefined): CheckResult {
     st = m ? { status: m[1]! } : undefined;
   }
   if (!st?.status) return check('cloud-init', node, false, '', `unreadable status: ${text.split('\n')[0]}`);
-  const errors = (st.errors ?? []).map(String);
-  const recoverable = Object.entries(st.recoverable_errors ?? {}).flatMap(([level, list]) => list.map((e) => `${level}: ${String(e)}`));
+  // errors are reported at the top level and per stage (init-local, init, modules-config, modules-final)
+  const stages = Object.entries(st as Record<string, unknown>).filter(
+    ([, v]) => v !== null && typeof v === 'object' && !Array.isArray(v) && ('errors' in v || 'recoverable_errors' in v),
+  ) as [string, CloudInitStatus][];
+  const errors = [...new Set([...(st.errors ?? []).map(String), ...stages.flatMap(([stage, v]) => (v.errors ?? []).map((e) => `${stage}: ${String(e)}`))])];
+  const recoverable = [
+    ...new Set(
+      [['', st] as [string, CloudInitStatus], ...stages].flatMap(([stage, v]) =>
+        Object.entries(v.recoverable_errors ?? {}).flatMap(([level, list]) => list.map((e) => `${stage ? `${stage} ` : ''}${level}: ${String(e)}`)),
+      ),
+    ),
+  ];
   if (st.status !== 'done') {
-    return check('cloud-init', node, false, '', `status ${st.extended_status ?? st.status}${errors.length ? `: ${errors.join('; ')}` : ''}`);
+    const why = [...errors, ...recoverable].slice(0, 3).join('; ');
+    return check('cloud-init', node, false, '', `status ${st.extended_status ?? st.status}${why ? `: ${why}` : ''}`);
   }
   if (errors.length || recoverable.length) {
     return check('cloud-init', node, false, '', `done with problems: ${[...errors, ...recoverable].slice(0, 3).join('; ')}`);
@@ -210,8 +221,15 @@ function installPathCheck(node: string, exp: BootExpectations, probe: Probe): Ch
   } catch {
     /* no status: judged from the journal alone */
   }
+  const waitingForServer: CheckResult = {
+    name: 'install-path',
+    node,
+    status: 'warn',
+    message: `waiting for the server (attempt ${status.attempts ?? '?'}); an agent installs k3s once the server answers`,
+  };
   if (exp.airgap) {
     const used = /k3s installed \(air-gapped\)/.test(journal);
+    if (!used && binary && status.phase === 'waiting-for-server') return waitingForServer;
     return check(
       'install-path',
       node,
@@ -223,14 +241,7 @@ function installPathCheck(node: string, exp: BootExpectations, probe: Probe): Ch
   if (/k3s install|installer|k3s installed/i.test(journal)) {
     return check('install-path', node, true, 'online install of the pinned version attempted (see join-unit for its state)', '');
   }
-  if (status.phase === 'waiting-for-server') {
-    return {
-      name: 'install-path',
-      node,
-      status: 'warn',
-      message: `waiting for the server (attempt ${status.attempts ?? '?'}); an agent installs k3s once the server answers`,
-    };
-  }
+  if (status.phase === 'waiting-for-server') return waitingForServer;
   return check('install-path', node, false, '', `no k3s install attempt yet (phase ${status.phase ?? 'unknown'})`);
 }
 

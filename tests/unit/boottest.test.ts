@@ -84,6 +84,28 @@ describe('boot-test checks', () => {
     });
   }
 
+  it('an air-gapped agent still waiting for its server is a warning, not a failure', async () => {
+    const exp = await expectationsFor('pi-cluster-4', true);
+    const c = evaluateBoot(exp, parseProbe(healthyOutput(exp))).find((x) => x.name === 'install-path');
+    expect(c?.status).toBe('warn');
+    expect(c?.message).toMatch(/waiting for the server \(attempt 3\)/);
+  });
+
+  it('names the failing cloud-init module from the per-stage errors', async () => {
+    const exp = await expectationsFor('pi-cluster-4');
+    const status = {
+      status: 'error',
+      extended_status: 'error - done',
+      errors: [],
+      recoverable_errors: {},
+      'modules-config': { errors: ["('keyboard', CalledProcessError('Unexpected error'))"], recoverable_errors: { WARNING: ['Running module keyboard failed'] } },
+    };
+    const c = evaluateBoot(exp, parseProbe(healthyOutput(exp, { 'cloud-init': JSON.stringify(status) }))).find((x) => x.name === 'cloud-init');
+    expect(c?.status).toBe('fail');
+    expect(c?.message).toContain("status error - done: modules-config: ('keyboard'");
+    expect(c?.message).toContain('modules-config WARNING: Running module keyboard failed');
+  });
+
   it('the air-gap branch passes only when the baked binary was used', async () => {
     const exp = await expectationsFor('pi-cluster-1', true);
     expect(evaluateBoot(exp, parseProbe(healthyOutput(exp))).find((c) => c.name === 'install-path')?.status).toBe('pass');

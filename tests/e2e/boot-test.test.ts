@@ -1,0 +1,102 @@
+/**
+ * The promise of pi-image, end to end: images built from the sample inventory on the Pi-OS-shaped
+ * test base boot under qemu-system-aarch64 and provision themselves; `pi-image boot-test` checks
+ * them over SSH as the inventory's admin user and prints its per-check report.
+ *
+ *   npm run test:e2e     (root; first run builds the test base, see tests/e2e/base/build-base.sh)
+ *
+ * k3s cannot be downloaded here, so the images carry an air-gap payload whose k3s binary and
+ * install.sh are stand-ins (tests/e2e/fixtures/): enough for the join unit to take its air-gap
+ * branch and finish on the server. The agent shows the other half: it waits for the server and
+ * retries with backoff, recorded in the join unit's status.
+ */
+import { execa } from 'execa';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli } from '../helpers/run-cli.js';
+import { sampleFiles, writeInventory } from '../helpers/sample-inventory.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.warn('[e2e boot-test] SKIPPED: must run as root (the test base is built with mmdebstrap in an arm64 chroot)');
+
+async function testBase(): Promise<string> {
+  const t0 = Date.now();
+  const r = await execa('bash', [join(here, 'base', 'build-base.sh')], { stdout: 'pipe', stderr: 'inherit' });
+  const path = r.stdout.trim().split('\n').pop() ?? '';
+  console.log(`[e2e] test base ${path} ready in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  return path;
+}
+
+describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
+  let inv: ReturnType<typeof writeInventory>;
+  let env: NodeJS.ProcessEnv;
+  let key = '';
+  let otherKey = '';
+
+  beforeAll(async () => {
+    const base = await testBase();
+    const files = sampleFiles();
+    inv = writeInventory({});
+    key = join(inv.root, 'admin-key');
+    otherKey = join(inv.root, 'not-the-admin-key');
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'pi-image-e2e', '-f', key]);
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'someone-else', '-f', otherKey]);
+    const pub = (await readFile(`${key}.pub`, 'utf8')).trim();
+    files['cluster.yaml'] = files['cluster.yaml']!
+      .replace(/ {4}- ssh-ed25519 .*\n/, `    - ${pub}\n`)
+      .replace('# airgapDir: airgap ', 'airgapDir: airgap   ');
+    for (const [name, text] of Object.entries(files)) await writeFile(join(inv.dir, name), text!);
+
+    const airgap = join(inv.dir, 'airgap');
+    await mkdir(airgap);
+    await copyFile(join(here, 'fixtures', 'fake-k3s.sh'), join(airgap, 'k3s-arm64'));
+    await copyFile(join(here, 'fixtures', 'fake-install.sh'), join(airgap, 'install.sh'));
+    await execa('sh', ['-c', 'tar -cf - --files-from /dev/null | zstd -q -o "$1"', 'sh', join(airgap, 'k3s-airgap-images-arm64.tar.zst')]);
+
+    env = { ...process.env, XDG_CONFIG_HOME: join(inv.root, 'config'), PI_IMAGE_CACHE: join(inv.root, 'cache') };
+    expect((await cli(['secrets', 'init'], { cwd: inv.root, env })).code).toBe(0);
+    const t0 = Date.now();
+    const built = await cli(['build', 'pi-cluster-1', 'pi-cluster-2', '--base', base, '--jobs', '2'], { cwd: inv.root, env });
+    expect(built.code, built.stderr).toBe(0);
+    console.log(`[e2e] built pi-cluster-1 and pi-cluster-2 in ${((Date.now() - t0) / 1000).toFixed(0)} s\n${built.stdout}`);
+  }, 60 * 60_000);
+
+  afterAll(() => inv?.cleanup());
+
+  const bootTest = async (node: string, identity: string, timeout = '25m') => {
+    const r = await cli(['boot-test', node, '--identity', identity, '--timeout', timeout], { cwd: inv.root, env });
+    console.log(`[e2e] pi-image boot-test ${node} → exit ${r.code}\n${r.stdout}${r.stderr}`);
+    return r;
+  };
+
+  it('the server provisions itself and joins through the air-gap branch', async () => {
+    const r = await bootTest('pi-cluster-1', key);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^PASS: pi-cluster-1 — SSH after \d+ s, provisioned \(cloud-init done\) after \d+ s/m);
+    for (const check of ['ssh-login', 'hostname', 'admin-user', 'password-login', 'cloud-init', 'kernel-cmdline', 'k3s-config', 'token-file', 'agent-token-file', 'node-password', 'join-unit', 'install-path']) {
+      expect(r.stdout).toMatch(new RegExp(`^ok\\s+pi-cluster-1\\s+${check}\\s`, 'm'));
+    }
+    expect(r.stdout).toMatch(/join-unit\s+enabled and ran: phase joined/);
+    expect(r.stdout).toMatch(/install-path\s+air-gapped/);
+  });
+
+  it('the agent provisions itself and keeps retrying until the server answers', async () => {
+    const r = await bootTest('pi-cluster-2', key);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^ok\s+pi-cluster-2\s+cloud-init\s+done, no errors or warnings/m);
+    expect(r.stdout).toMatch(/^ok\s+pi-cluster-2\s+agent-token-file\s+.*absent/m);
+    expect(r.stdout).toMatch(/join-unit\s+enabled and ran: phase waiting-for-server, run \d+, attempt \d+/);
+    expect(r.stdout).toMatch(/^warn\s+pi-cluster-2\s+install-path\s+waiting for the server/m);
+  });
+
+  it('an image that does not accept the given key is reported as failed, with the reason and the console log', async () => {
+    const r = await bootTest('pi-cluster-2', otherKey, '15m');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^FAIL\s+pi-cluster-2\s+ssh-login\s+sshd refuses pi-admin .*does not accept this key/m);
+    expect(r.stdout).toMatch(/^FAIL: pi-cluster-2/m);
+    expect(r.stderr).toMatch(/console log: \S+/);
+  });
+});
