@@ -111,12 +111,11 @@ const KEY_REFUSED_GRACE_MS = 120_000;
  */
 async function waitForLogin(vm: Vm, ssh: { user: string; identityFile: string }, deadline: number): Promise<number> {
   let refusedSince: number | undefined;
-  let last = '';
   for (;;) {
     if (!vm.isRunning()) throw new IoError(`the VM stopped before ${ssh.user} could log in; see the console log ${vm.consoleLog}`);
     const r = await sshExec(vm, 'true', { ...ssh, timeoutMs: 30_000 });
     if (r.exitCode === 0) return Date.now() - vm.startedAt;
-    last = r.stderr.trim().split('\n').pop() ?? '';
+    const last = r.stderr.trim().split('\n').pop() ?? '';
     if (/Permission denied/i.test(r.stderr)) {
       refusedSince ??= Date.now();
       if (Date.now() - refusedSince > KEY_REFUSED_GRACE_MS) {
