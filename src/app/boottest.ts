@@ -9,14 +9,13 @@ import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sshExec, startVm, type StartVmOptions, type Vm } from '../adapters/qemu.js';
-import { loadOrCreateSecrets } from '../adapters/secrets.js';
 import { type BootExpectations, evaluateBoot, parseProbe, probeScript } from '../core/boottest.js';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
 import type { Inventory, NodeModel } from '../core/model.js';
 import { NODE_PATHS } from '../core/render/paths.js';
 import type { CheckResult } from '../core/verify/checks.js';
 import { type BuildRecord, recordPath } from './build.js';
-import { buildYearFrom, renderNodes } from './render.js';
+import { renderInventory } from './render.js';
 
 export interface BootTestOptions {
   inventory: Inventory;
@@ -69,13 +68,9 @@ function identityPath(opts: BootTestOptions): string {
 /** What the node should look like, from the inventory, its secrets and the image's build record. */
 async function expectations(opts: BootTestOptions, node: NodeModel, record: BuildRecord | undefined) {
   const inv = opts.inventory;
-  const loaded = await loadOrCreateSecrets(inv.dir, inv.cluster.name, {
-    env: opts.env,
-    now: opts.now,
-    create: false,
-    wifiRequired: inv.cluster.wifi !== undefined,
-  });
-  const [set] = await renderNodes(inv, loaded.secrets, { only: [node.hostname], buildYear: buildYearFrom(opts.env, opts.now) });
+  const {
+    sets: [set],
+  } = await renderInventory(inv, { env: opts.env, now: opts.now, create: false, only: [node.hostname] });
   const file = (path: string) => set!.files.find((f) => f.target === 'build' && f.path === path)?.contents;
   const secretFiles: Record<string, string | null> = {};
   for (const path of [NODE_PATHS.tokenFile, NODE_PATHS.agentTokenFile, NODE_PATHS.nodePassword]) {

@@ -23,13 +23,11 @@ import {
 import { type ImageLayout, inspectImage } from '../adapters/partitions.js';
 import { packagePath } from '../adapters/paths.js';
 import { run } from '../adapters/process.js';
-import { loadOrCreateSecrets } from '../adapters/secrets.js';
-import { loadTemplates } from '../adapters/templates.js';
 import { type BakePlan, type HostFile, planBake } from '../core/bake.js';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
 import type { Inventory, NodeFileSet, RenderedFile, Secrets } from '../core/model.js';
 import { transformCmdline } from '../core/render/cmdline.js';
-import { buildYearFrom, fileDigest, renderNodes } from './render.js';
+import { fileDigest, renderInventory } from './render.js';
 import { atomicWriteFile } from './atomic.js';
 
 export interface BuildOptions {
@@ -115,6 +113,13 @@ async function listHostFiles(dir: string, filter: (name: string) => boolean): Pr
     if (st.isFile()) out.push({ name, path: join(dir, name), size: st.size });
   }
   return out;
+}
+
+/** The files on this machine a build copies into images: air-gap files (when configured) and manifests/*.yaml. */
+export async function payloadInputs(inv: Inventory): Promise<{ airgap?: { dir: string; files: HostFile[] }; manifests: HostFile[] }> {
+  const airgap = await airgapInputs(inv);
+  const manifests = inv.cluster.manifests ? await listHostFiles(packagePath('manifests'), (n) => /\.ya?ml$/.test(n)) : [];
+  return airgap ? { airgap, manifests } : { manifests };
 }
 
 async function airgapInputs(inv: Inventory): Promise<{ dir: string; files: HostFile[] } | undefined> {
@@ -289,20 +294,12 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
   }
   const selected = opts.nodes.length ? opts.nodes : inv.nodes.map((n) => n.hostname);
 
-  const loaded = await loadOrCreateSecrets(inv.dir, inv.cluster.name, {
-    env: opts.env,
-    now: opts.now,
-    create: !opts.dryRun,
-    wifiRequired: inv.cluster.wifi !== undefined,
-  });
-  const templates = await loadTemplates();
-  const sets = await renderNodes(inv, loaded.secrets, { only: selected, buildYear: buildYearFrom(opts.env, opts.now), templates });
+  const { loaded, templates, sets } = await renderInventory(inv, { env: opts.env, now: opts.now, create: !opts.dryRun, only: selected });
 
   const base = await resolveBase(opts);
   const layout = await inspectImage(base.path);
   await requireCloudInit({ image: base.path, offset: layout.root.startBytes });
-  const airgap = await airgapInputs(inv);
-  const manifests = inv.cluster.manifests ? await listHostFiles(packagePath('manifests'), (n) => /\.ya?ml$/.test(n)) : [];
+  const { airgap, manifests } = await payloadInputs(inv);
 
   const plans = sets.map((set) =>
     planBake(inv, set, {

@@ -13,9 +13,8 @@ import { fatReadFile } from '../adapters/fat.js';
 import { inspectImage } from '../adapters/partitions.js';
 import { packagePath } from '../adapters/paths.js';
 import { run } from '../adapters/process.js';
-import { loadOrCreateSecrets, readSecretsStore } from '../adapters/secrets.js';
-import { loadTemplates } from '../adapters/templates.js';
-import { type HostFile, planBake } from '../core/bake.js';
+import { readSecretsStore } from '../adapters/secrets.js';
+import { planBake } from '../core/bake.js';
 import {
   builtSecretValues,
   type ClusterDiff,
@@ -40,9 +39,9 @@ import { redact } from '../core/redact.js';
 import { transformCmdline } from '../core/render/cmdline.js';
 import { SECRET_NAMES, type SecretName } from '../core/secrets.js';
 import { atomicWriteFile } from './atomic.js';
-import { type BuildRecord, recordPath } from './build.js';
+import { type BuildRecord, payloadInputs, recordPath } from './build.js';
 import { displayPath } from './inventory.js';
-import { buildYearFrom, fileDigest, renderNodes } from './render.js';
+import { fileDigest, renderInventory } from './render.js';
 
 export interface NodeDiffOptions {
   inventory: Inventory;
@@ -98,27 +97,9 @@ async function isFile(path: string): Promise<boolean> {
   }
 }
 
-async function hostFiles(dir: string, filter: (name: string) => boolean): Promise<HostFile[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return [];
-  }
-  const out: HostFile[] = [];
-  for (const name of names.filter(filter).sort()) {
-    const st = await stat(join(dir, name));
-    if (st.isFile()) out.push({ name, path: join(dir, name), size: st.size });
-  }
-  return out;
-}
-
 /** The rootfs payload a build now would copy (manifests on servers, air-gap files), as planBake decides it. */
 async function currentPayload(inv: Inventory, set: NodeFileSet): Promise<{ dest: string; source: string }[]> {
-  const manifests = inv.cluster.manifests ? await hostFiles(packagePath('manifests'), (n) => /\.ya?ml$/.test(n)) : [];
-  const rel = inv.cluster.k3s.airgapDir;
-  const airgapDir = rel ? (isAbsolute(rel) ? rel : join(inv.dir, rel)) : undefined;
-  const airgap = airgapDir ? { dir: airgapDir, files: await hostFiles(airgapDir, () => true) } : undefined;
+  const { airgap, manifests } = await payloadInputs(inv);
   const plan = planBake(inv, set, { basePath: '', baseName: '', output: '', compress: 'none', manifests, ...(airgap ? { airgap } : {}) });
   return plan.payload.map((p) => ({ dest: p.dest, source: p.source }));
 }
@@ -308,17 +289,7 @@ async function diffNode(ctx: NodeContext): Promise<NodeDiff> {
 /** Diffs the selected nodes (every node when none is given) against their last builds. */
 export async function diffNodes(opts: NodeDiffOptions): Promise<NodeDiffResult> {
   const inv = opts.inventory;
-  const loaded = await loadOrCreateSecrets(inv.dir, inv.cluster.name, {
-    env: opts.env,
-    now: opts.now,
-    create: false,
-    wifiRequired: inv.cluster.wifi !== undefined,
-  });
-  const sets = await renderNodes(inv, loaded.secrets, {
-    buildYear: buildYearFrom(opts.env, opts.now),
-    templates: await loadTemplates(),
-    ...(opts.nodes.length ? { only: [...new Set(opts.nodes)] } : {}),
-  });
+  const { loaded, sets } = await renderInventory(inv, { env: opts.env, now: opts.now, create: false, ...(opts.nodes.length ? { only: opts.nodes } : {}) });
   const seen = new Set<string>();
   let times: Promise<Partial<Record<SecretName, string>>> | undefined;
   const changeTimes = () => (times ??= secretChangeTimes(inv, opts.env));

@@ -6,6 +6,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
 import { join, sep } from 'node:path';
+import { type LoadedSecrets, loadOrCreateSecrets } from '../adapters/secrets.js';
 import { loadTemplates } from '../adapters/templates.js';
 import { atomicWriteFile } from './atomic.js';
 import { IoError } from '../core/errors.js';
@@ -29,6 +30,35 @@ export async function renderNodes(inventory: Inventory, secrets: Secrets, opts: 
     buildYear: opts.buildYear,
     ...(opts.only ? { only: opts.only } : {}),
   });
+}
+
+export interface RenderInventoryOptions {
+  env: NodeJS.ProcessEnv;
+  now: Date;
+  /** generate missing secrets (render, build) or require them (diff, boot-test) */
+  create: boolean;
+  /** hostnames; every node when absent */
+  only?: readonly string[];
+}
+
+/** Loads the cluster secrets and renders the selected nodes: the first step of render, build, diff and boot-test. */
+export async function renderInventory(
+  inventory: Inventory,
+  opts: RenderInventoryOptions,
+): Promise<{ loaded: LoadedSecrets; templates: Templates; sets: NodeFileSet[] }> {
+  const loaded = await loadOrCreateSecrets(inventory.dir, inventory.cluster.name, {
+    env: opts.env,
+    now: opts.now,
+    create: opts.create,
+    wifiRequired: inventory.cluster.wifi !== undefined,
+  });
+  const templates = await loadTemplates();
+  const sets = await renderNodes(inventory, loaded.secrets, {
+    buildYear: buildYearFrom(opts.env, opts.now),
+    templates,
+    ...(opts.only ? { only: [...new Set(opts.only)] } : {}),
+  });
+  return { loaded, templates, sets };
 }
 
 /**

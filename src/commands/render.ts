@@ -1,9 +1,8 @@
 import { isAbsolute, join } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { loadOrCreateSecrets } from '../adapters/secrets.js';
 import { displayPath, loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
-import { buildYearFrom, renderNodes, writeNodeFiles } from '../app/render.js';
+import { renderInventory, writeNodeFiles } from '../app/render.js';
 import { InputError } from '../core/errors.js';
 import { type GlobalArgs, io } from './context.js';
 
@@ -32,16 +31,10 @@ export const renderCommand: CommandModule<GlobalArgs, RenderArgs> = {
       });
     }
     const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
-    const { secrets } = await loadOrCreateSecrets(inventory.dir, inventory.cluster.name, {
-      env: out.env,
-      now: new Date(),
-      create: true,
-      wifiRequired: Boolean(inventory.cluster.wifi),
-    });
-    const sets = await renderNodes(inventory, secrets, {
-      buildYear: buildYearFrom(out.env, new Date()),
-      ...(argv.all ? {} : { only: [...new Set(nodes)] }),
-    });
+    const {
+      loaded: { secrets },
+      sets,
+    } = await renderInventory(inventory, { env: out.env, now: new Date(), create: true, ...(argv.all ? {} : { only: nodes }) });
     const outDir = isAbsolute(argv.out) ? argv.out : join(out.cwd, argv.out);
     const written = await writeNodeFiles(outDir, sets, secrets);
     if (argv.output === 'json') {
