@@ -205,6 +205,7 @@ async function bakeNode(
     await withTempOutput(rawOut, async (tmp) => {
       await write(tmp);
       rawSha = await shared.finishing(() => hash(tmp));
+      await shared.base; // the base checked out before the image appears
     });
     finalSha = rawSha;
   } else {
@@ -216,6 +217,7 @@ async function bakeNode(
       await write(rawTmp);
       await shared.finishing(async () => {
         rawSha = await hash(rawTmp);
+        await shared.base; // the base checked out before the image appears
         progress('compress', 0.85);
         await compressFile(rawTmp, plan.output, kind);
         finalSha = await hash(plan.output);
@@ -327,15 +329,19 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
   const perNode = (await allocatedBytes(base.path)) + plans[0]!.payload.reduce((a, p) => a + p.size, 0);
   await ensureFreeSpace(opts.outDir, perNode * Math.min(plans.length, 2 * jobs) + 64 * 1024 * 1024, `building ${plans.length} image(s)`);
 
-  // A --base path has no cache record: its sha256 is computed while the first node is copied.
+  // The base is hashed while the first node is copied: a --base path has no recorded sha256, and a
+  // cached base is re-verified against the one recorded when it was fetched. No image is renamed
+  // into place before this check has passed.
   const stop = new AbortController();
   setMaxListeners(0, stop.signal); // one listener per running hash: payload files, base, images
-  const baseInfo = (base.sha256 === undefined ? fileSha256(base.path, undefined, stop.signal) : Promise.resolve(base.sha256)).then((digest) => ({
-    name: base.name,
-    path: base.path,
-    sha256: digest,
-    size: layout.sizeBytes,
-  }));
+  const baseInfo = fileSha256(base.path, undefined, stop.signal).then((digest) => {
+    if (base.sha256 !== undefined && digest !== base.sha256) {
+      throw new IoError(`cached base image ${base.name} (${base.path}) has changed since it was fetched: sha256 ${digest.slice(0, 12)}… ≠ recorded ${base.sha256.slice(0, 12)}…`, {
+        hint: `fetch it again: pi-image images fetch ${base.name} --force (or import it again)`,
+      });
+    }
+    return { name: base.name, path: base.path, sha256: digest, size: layout.sizeBytes };
+  });
   const payloadDigests = new Map<string, Promise<string>>();
   for (const p of plans.flatMap((pl) => pl.payload)) {
     if (!payloadDigests.has(p.source)) payloadDigests.set(p.source, fileSha256(p.source, undefined, stop.signal));

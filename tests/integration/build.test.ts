@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
@@ -154,6 +154,27 @@ describe('pi-image build', () => {
     expect(sha(Buffer.from(raw.stdout))).toBe(record.image.rawSha256);
   });
 
+  it('builds from the cache by name, and refuses a cached base whose contents changed since it was fetched', async () => {
+    const imported = await cli(['images', 'import', base.path, '--name', 'raspios-lite-arm64-trixie'], { cwd: inv.root, env });
+    expect(imported.code, imported.stderr).toBe(0);
+    const out = join(inv.root, 'out-cache');
+    const ok = await build(['pi-cluster-2', '--out', out]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(out, 'pi-cluster-2.json'), 'utf8')).base.sha256).toBe(baseSha);
+
+    // flip one byte in the cached copy (same size, so only a re-hash can tell)
+    const cached = join(env.PI_IMAGE_CACHE!, 'images', 'raspios-lite-arm64-trixie.img');
+    const fd = openSync(cached, 'r+');
+    writeSync(fd, Buffer.from([0x42]), 0, 1, base.rootOffset + 4096 * 3 + 17);
+    closeSync(fd);
+    const out2 = join(inv.root, 'out-cache-changed');
+    const bad = await build(['pi-cluster-2', '--out', out2]);
+    expect(bad.code).toBe(4);
+    expect(bad.stderr).toContain('has changed since it was fetched');
+    expect(bad.stderr).toContain('pi-image images fetch raspios-lite-arm64-trixie --force');
+    expect(existsSync(out2) ? readdirSync(out2) : []).toEqual([]);
+  });
+
   it('--dry-run prints the plan and writes nothing', async () => {
     const out = join(inv.root, 'out-dry');
     const r = await build(['--all', '--base', base.path, '--out', out, '--dry-run']);
@@ -168,7 +189,7 @@ describe('pi-image build', () => {
     ['a base without cloud-init', () => ['pi-cluster-2', '--base', noCloud.path], 2, 'has no cloud-init'],
     ['a node not in the inventory', () => ['pi-cluster-9', '--base', base.path], 2, 'pi-cluster-9 is not in the inventory'],
     ['a missing base file', () => ['pi-cluster-2', '--base', '/nonexistent/base.img'], 2, 'base image /nonexistent/base.img does not exist'],
-    ['a base name not in the cache', () => ['pi-cluster-2', '--base', 'raspios-lite-arm64-trixie'], 3, 'is not in the cache'],
+    ['a base name not in the cache', () => ['pi-cluster-2', '--base', 'raspios-lite-arm64-bookworm'], 3, 'is not in the cache'],
     ['neither nodes nor --all', () => [], 2, 'which node?'],
   ];
   for (const [name, args, code, message] of bad) {
