@@ -111,14 +111,15 @@ async function waitForLogin(vm: Vm, ssh: { user: string; identityFile: string },
     const r = await sshExec(vm, 'true', { ...ssh, timeoutMs: 30_000 });
     if (r.exitCode === 0) return Date.now() - vm.startedAt;
     const last = r.stderr.trim().split('\n').pop() ?? '';
-    if (/Permission denied/i.test(r.stderr)) {
-      refusedSince ??= Date.now();
-      if (Date.now() - refusedSince > KEY_REFUSED_GRACE_MS) {
-        throw new IoError(`sshd refuses ${ssh.user} with ${ssh.identityFile} (for ${KEY_REFUSED_GRACE_MS / 1000} s): the image does not accept this key`, {
-          hint: 'pass --identity with the private key of an admin.sshKeys entry, or rebuild the image',
-        });
-      }
-    } else refusedSince = undefined;
+    if (/Permission denied/i.test(r.stderr)) refusedSince ??= Date.now();
+    // OpenSSH >= 9.8 penalises a source after failed logins by closing its connections early
+    // (kex_exchange_identification …): that continues the refusal. Only sshd going away resets it.
+    else if (/Connection refused/i.test(r.stderr)) refusedSince = undefined;
+    if (refusedSince !== undefined && Date.now() - refusedSince > KEY_REFUSED_GRACE_MS) {
+      throw new IoError(`sshd refuses ${ssh.user} with ${ssh.identityFile} (for ${KEY_REFUSED_GRACE_MS / 1000} s): the image does not accept this key`, {
+        hint: 'pass --identity with the private key of an admin.sshKeys entry, or rebuild the image',
+      });
+    }
     if (Date.now() > deadline) throw new IoError(`no SSH login as ${ssh.user} before the deadline (last: ${last || 'no answer'})`);
     await sleep(3000);
   }
