@@ -31,3 +31,10 @@ export function io(): Io {
 }
 
 export type Builder<T> = (y: Argv<GlobalArgs>) => Argv<T>;
+
+/** A flag given twice arrives as an array: the last one wins, as with ssh and kubectl (yargs `coerce`). */
+export function lastValue<T>(v: T | T[]): T {
+  return Array.isArray(v) ? (v[v.length - 1] as T) : v;
+}
+export const lastString = (v: string | string[]): string => lastValue(v);
+export const lastNumber = (v: number | number[]): number => lastValue(v);

@@ -7,7 +7,7 @@ import { printJson } from '../app/io.js';
 import { ClusterError, InputError, IoError } from '../core/errors.js';
 import { mergeKubeconfig, rewriteK3sKubeconfig, serializeKubeconfig } from '../core/verify/kubeconfig.js';
 import { parseDuration } from '../core/verify/duration.js';
-import { type GlobalArgs, io } from './context.js';
+import { type GlobalArgs, io, lastNumber, lastString } from './context.js';
 
 interface KubeconfigArgs extends GlobalArgs {
   merge: boolean;
@@ -25,12 +25,6 @@ interface KubeconfigArgs extends GlobalArgs {
 
 const DEFAULT_REMOTE = '/etc/rancher/k3s/k3s.yaml';
 
-/** A flag given twice arrives as an array: the last one wins, as with ssh/kubectl. */
-function last<T>(v: T | T[]): T {
-  return Array.isArray(v) ? (v[v.length - 1] as T) : v;
-}
-const lastString = (v: string | string[]): string => last(v);
-const lastNumber = (v: number | number[]): number => last(v);
 
 /** Writes `text` to `path` with mode 0600 via a temp file + rename (never a half-written kubeconfig). */
 async function writePrivate(path: string, text: string): Promise<void> {

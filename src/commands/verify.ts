@@ -10,10 +10,8 @@ import { baselineFromManifests, type ManifestFile } from '../core/verify/baselin
 import { formatDuration, parseDuration } from '../core/verify/duration.js';
 import { pollChecks } from '../core/verify/poll.js';
 import { renderProgress, renderSummary, renderTable } from '../core/verify/report.js';
-import { type GlobalArgs, io, setExitCode } from './context.js';
+import { type GlobalArgs, io, lastString, setExitCode } from './context.js';
 
-/** A flag given twice arrives as an array: the last one wins. */
-const lastString = (v: string | string[]): string => (Array.isArray(v) ? (v[v.length - 1] ?? '') : v);
 
 interface VerifyArgs extends GlobalArgs {
   kubeconfig?: string;
