@@ -204,6 +204,12 @@ export interface StartVmOptions {
   network?: VmNetwork;
   /** more forwards, e.g. `{ guest: 6443 }` for the Kubernetes API */
   forwards?: readonly PortForward[];
+  /**
+   * kernel (and initrd) to boot instead of the ones on the image's boot partition: Raspberry Pi OS
+   * ships a Pi kernel that does not run on the virt board, so a generic arm64 kernel is given here
+   */
+  kernel?: string;
+  initrd?: string;
   /** kernel command line; default `virtCmdline(<image's cmdline.txt>, extraCmdline)` */
   cmdline?: string;
   extraCmdline?: readonly string[];
@@ -273,14 +279,17 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
       ? ''
       : `net=${net.cidr},host=${net.host},dhcpstart=${net.guest}${net.dns === undefined ? '' : `,dns=${net.dns}`},`;
 
+  // a given kernel comes with its own initrd (or none); the image's are used only together
+  const kernel = opts.kernel ?? boot.kernel;
+  const initrd = opts.kernel === undefined ? boot.initrd : opts.initrd;
   const drive = `if=virtio,format=raw,file=${escapeQemuOpt(opts.image)}${opts.writable === true ? '' : ',snapshot=on'}`;
   const args = [
     '-M', 'virt',
     '-cpu', opts.cpu ?? 'cortex-a72',
     '-smp', String(opts.cpus ?? 2),
     '-m', String(opts.memoryMiB ?? 2048),
-    '-kernel', boot.kernel,
-    ...(boot.initrd === undefined ? [] : ['-initrd', boot.initrd]),
+    '-kernel', kernel,
+    ...(initrd === undefined ? [] : ['-initrd', initrd]),
     '-append', cmdline,
     '-drive', drive,
     '-netdev', `user,id=n0,${netOpts}${hostfwd}`,

@@ -31,6 +31,9 @@ export interface BootTestOptions {
   cwd: string;
   now: Date;
   onPhase?: (phase: string, elapsedMs: number) => void;
+  /** boot this kernel (and initrd) instead of the image's own (a Raspberry Pi kernel does not run on QEMU's virt board) */
+  kernel?: string;
+  initrd?: string;
   /** extra VM options (tests: memory, console log location) */
   vm?: Partial<StartVmOptions>;
 }
@@ -149,7 +152,22 @@ export async function bootTest(opts: BootTestOptions): Promise<BootTestResult> {
   const { exp, stale } = await expectations(opts, node, record);
 
   const network = vmNetwork(inv, node);
-  const vm: Vm = await startVm({ image, ...(network ? { network } : {}), ...opts.vm });
+  const abs = (p: string) => (isAbsolute(p) ? p : join(opts.cwd, p));
+  for (const [flag, path] of [['--kernel', opts.kernel], ['--initrd', opts.initrd]] as const) {
+    if (path === undefined) continue;
+    try {
+      await stat(abs(path));
+    } catch {
+      throw new InputError(`${flag} ${path} does not exist`, { hint: 'give an arm64 kernel (and its initrd) that boots on QEMU virt, e.g. the test base\'s vmlinuz and initrd.img' });
+    }
+  }
+  const vm: Vm = await startVm({
+    image,
+    ...(network ? { network } : {}),
+    ...(opts.kernel ? { kernel: abs(opts.kernel) } : {}),
+    ...(opts.initrd ? { initrd: abs(opts.initrd) } : {}),
+    ...opts.vm,
+  });
   const started = Date.now();
   const deadline = started + opts.timeoutMs;
   const ssh = { user: inv.cluster.admin.user, identityFile: key };

@@ -13,6 +13,8 @@ interface BootTestArgs extends GlobalArgs {
   image?: string;
   'build-dir': string;
   identity?: string;
+  kernel?: string;
+  initrd?: string;
   timeout: string;
   keep: boolean;
 }
@@ -26,12 +28,15 @@ export const bootTestCommand: CommandModule<GlobalArgs, BootTestArgs> = {
       .option('image', { type: 'string', describe: 'image to boot (default: <build-dir>/<node>.img)' })
       .option('build-dir', { type: 'string', default: join('build', 'images'), describe: 'where `pi-image build` wrote the images' })
       .option('identity', { type: 'string', describe: 'private SSH key of an admin.sshKeys entry (default: $PI_IMAGE_SSH_KEY, ~/.ssh/id_ed25519)' })
+      .option('kernel', { type: 'string', describe: "arm64 kernel to boot instead of the image's (Raspberry Pi OS's own kernel does not run on QEMU virt)" })
+      .option('initrd', { type: 'string', describe: 'initrd for --kernel' })
       .option('timeout', { type: 'string', default: '20m', describe: 'deadline from power-on (emulation is slow: minutes)' })
       .option('keep', { type: 'boolean', default: false, describe: 'leave the VM running afterwards (prints its SSH port)' })
       .example('$0 boot-test pi-cluster-4 --identity ~/.ssh/pi-admin', 'boot the built image and check it'),
   handler: async (argv) => {
     const out = io();
     const timeoutMs = parseDuration(argv.timeout, '--timeout');
+    if (argv.initrd && !argv.kernel) throw new InputError('--initrd goes with --kernel', { hint: 'give both, or neither to boot the image\'s own kernel' });
     if (timeoutMs < 30_000) throw new InputError(`--timeout ${argv.timeout} is too short: an emulated boot takes minutes`, { hint: 'e.g. --timeout 20m' });
     const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
     const buildDir = isAbsolute(argv['build-dir']) ? argv['build-dir'] : join(out.cwd, argv['build-dir']);
@@ -41,6 +46,8 @@ export const bootTestCommand: CommandModule<GlobalArgs, BootTestArgs> = {
       ...(argv.image ? { image: argv.image } : {}),
       buildDir,
       ...(argv.identity ? { identity: argv.identity } : {}),
+      ...(argv.kernel ? { kernel: argv.kernel } : {}),
+      ...(argv.initrd ? { initrd: argv.initrd } : {}),
       timeoutMs,
       keep: argv.keep,
       env: out.env,

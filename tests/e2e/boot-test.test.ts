@@ -35,6 +35,7 @@ describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
   let env: NodeJS.ProcessEnv;
   let key = '';
   let otherKey = '';
+  let kernelDir = '';
 
   beforeAll(async () => {
     const base = await testBase();
@@ -56,6 +57,9 @@ describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
     await copyFile(join(here, 'fixtures', 'fake-install.sh'), join(airgap, 'install.sh'));
     await execa('sh', ['-c', 'tar -cf - --files-from /dev/null | zstd -q -o "$1"', 'sh', join(airgap, 'k3s-airgap-images-arm64.tar.zst')]);
 
+    kernelDir = join(inv.root, 'qemu-kernel');
+    await mkdir(kernelDir);
+    await execa('mcopy', ['-n', '-i', `${base}@@${8 * 1024 * 1024}`, '::/vmlinuz', '::/initrd.img', kernelDir], { env: { MTOOLS_SKIP_CHECK: '1' } });
     env = { ...process.env, XDG_CONFIG_HOME: join(inv.root, 'config'), PI_IMAGE_CACHE: join(inv.root, 'cache') };
     expect((await cli(['secrets', 'init'], { cwd: inv.root, env })).code).toBe(0);
     const t0 = Date.now();
@@ -66,8 +70,8 @@ describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
 
   afterAll(() => inv?.cleanup());
 
-  const bootTest = async (node: string, identity: string, timeout = '25m') => {
-    const r = await cli(['boot-test', node, '--identity', identity, '--timeout', timeout], { cwd: inv.root, env });
+  const bootTest = async (node: string, identity: string, timeout = '25m', extra: string[] = []) => {
+    const r = await cli(['boot-test', node, '--identity', identity, '--timeout', timeout, ...extra], { cwd: inv.root, env });
     console.log(`[e2e] pi-image boot-test ${node} → exit ${r.code}\n${r.stdout}${r.stderr}`);
     return r;
   };
@@ -93,7 +97,8 @@ describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
   });
 
   it('an image that does not accept the given key is reported as failed, with the reason and the console log', async () => {
-    const r = await bootTest('pi-cluster-2', otherKey, '15m');
+    // also boots a kernel given on the command line (how the workflow boots Raspberry Pi OS images)
+    const r = await bootTest('pi-cluster-2', otherKey, '15m', ['--kernel', join(kernelDir, 'vmlinuz'), '--initrd', join(kernelDir, 'initrd.img')]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^FAIL\s+pi-cluster-2\s+ssh-login\s+sshd refuses pi-admin .*does not accept this key/m);
     expect(r.stdout).toMatch(/^FAIL: pi-cluster-2/m);
