@@ -582,6 +582,8 @@ export interface InitResult {
   secretsCreated: boolean;
   /** secrets.age existed but this key is not among its recipients: someone must add it */
   needsRecipientAdd: boolean;
+  /** secrets.age existed and this key opens it: nothing was changed */
+  alreadyInitialised: boolean;
   version?: number;
   generated: GeneratedSecretName[];
   warnings: string[];
@@ -590,8 +592,8 @@ export interface InitResult {
 /**
  * `pi-image secrets init`: creates the key when there is none (never overwrites one), then creates
  * secrets.age with fresh generated secrets when it does not exist. When secrets.age exists already:
- * with a key that decrypts it, InputError (already initialised); with a new key that does not, the
- * result says a teammate must add this key's public key.
+ * with a key that decrypts it, nothing changes (`alreadyInitialised`, so running init again is safe);
+ * with a new key that does not, the result says a teammate must add this key's public key.
  */
 export async function initSecrets(inventoryDir: string, clusterName: string, opts: SecretsChangeOptions): Promise<InitResult> {
   const loc = resolveKeyLocation(clusterName, opts.env);
@@ -614,18 +616,17 @@ export async function initSecrets(inventoryDir: string, clusterName: string, opt
   }
   const base = { keyCreated, keyLabel: key.location.label, recipient: key.recipient, warnings: key.warnings };
   if (exists) {
+    let store: SecretsStore | undefined;
     try {
-      await readStore(inventoryDir, key, clusterName);
+      store = await readStore(inventoryDir, key, clusterName);
     } catch (e) {
       if (e instanceof EnvironmentError && keyCreated) {
-        return { ...base, secretsCreated: false, needsRecipientAdd: true, generated: [] };
+        return { ...base, secretsCreated: false, needsRecipientAdd: true, alreadyInitialised: false, generated: [] };
       }
       throw e;
     }
-    throw new InputError(`${file} already exists and decrypts with the key in ${key.location.label}: already initialised`, {
-      hint: 'see it with `pi-image secrets show`; replace values with `pi-image secrets rotate <name>|--all`',
-    });
+    return { ...base, secretsCreated: false, needsRecipientAdd: false, alreadyInitialised: true, generated: [], ...(store ? { version: store.version } : {}) };
   }
   const loaded = await loadOrCreateSecrets(inventoryDir, clusterName, { env: opts.env, now: opts.now, create: true, wifiRequired: false });
-  return { ...base, secretsCreated: true, needsRecipientAdd: false, version: loaded.version, generated: loaded.generated };
+  return { ...base, secretsCreated: true, needsRecipientAdd: false, alreadyInitialised: false, version: loaded.version, generated: loaded.generated };
 }

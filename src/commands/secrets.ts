@@ -105,6 +105,11 @@ const initCommand: CommandModule<GlobalArgs, GlobalArgs> = {
       o(`ask someone who can decrypt it to run:  pi-image secrets recipients add ${r.recipient}\n`);
       return;
     }
+    if (r.alreadyInitialised) {
+      o(`${secretsFilePath(dir)} is already initialised (version ${r.version}) and opens with this key; nothing changed\n`);
+      o('  see it with `pi-image secrets show`; replace values with `pi-image secrets rotate <name>|--all`\n');
+      return;
+    }
     o(`created ${secretsFilePath(dir)} (version ${r.version}) with ${r.generated.join(', ')}\n`);
     o(`recipients: ${recipientsFilePath(dir)} — commit both files; the key stays outside the repository\n`);
     if (cluster.wifi) o('cluster.yaml configures Wi-Fi: next, set its key with `pi-image secrets set wifi-psk`\n');

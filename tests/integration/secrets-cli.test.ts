@@ -48,9 +48,12 @@ describe('pi-image secrets', () => {
     expect(readFileSync(fx.keyPath, 'utf8')).not.toBe('');
     expect(r.stdout + r.stderr).not.toContain('AGE-SECRET-KEY');
 
+    // running init again is safe: nothing changes
+    const before = readFileSync(join(fx.dir, 'secrets.age'), 'utf8');
     const again = await runSecretsCli(fx, ['secrets', 'init']);
-    expect(again.code).toBe(2);
-    expect(again.stderr).toMatch(/already initialised/);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/already initialised \(version 1\).*nothing changed/);
+    expect(readFileSync(join(fx.dir, 'secrets.age'), 'utf8')).toBe(before);
   });
 
   it('show prints name, status, length, fingerprint and version, never a value (text and json)', async () => {
