@@ -17,7 +17,8 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Node } from '@kubernetes/client-node';
-import { inspectTarget, rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
+import { rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
+import { prepareFlashTarget } from './flash.js';
 import { type BuildRecord as FlashRecord, type FlashProgress, flashImage } from '../adapters/flash.js';
 import { isRetryable, KubeApiError, type KubeTarget, takeSnapshot } from '../adapters/kube.js';
 import { deleteNode, deleteSecret, evictPod, listPodsOnNode, readNode, secretExists, setUnschedulable } from '../adapters/kube-drain.js';
@@ -328,17 +329,16 @@ export async function runRebuildDrill(opts: RebuildOptions, deps: RebuildDeps): 
     if (opts.target.mode === 'device') {
       const t = opts.target;
       flash = await phase('flash', async () => {
-        const { verdict } = await inspectTarget({ device: checked.device ?? t.device, imageSize: built.image.size, imagePath: built.image.path, allowLoop: t.allowLoop });
+        const verdict = await prepareFlashTarget({
+          device: checked.device ?? t.device,
+          imageSize: built.image.size,
+          imagePath: built.image.path,
+          allowLoop: t.allowLoop,
+          yes: t.yes,
+          prompt: deps.prompt,
+          log,
+        });
         deviceDescription = verdict.description;
-        log(`target ${verdict.description}`);
-        for (const w of verdict.warnings) log(`warning: ${w}`);
-        if (!verdict.ok) {
-          throw new InputError(`refusing to write ${verdict.device}`, {
-            details: verdict.refusals,
-            hint: verdict.suggestion === undefined ? 'pick another device (`lsblk -o NAME,SIZE,TRAN,RM,MODEL,MOUNTPOINTS` lists them)' : `use --device ${verdict.suggestion}`,
-          });
-        }
-        if (!t.yes) await confirmErase(verdict.device, verdict.description, deps.prompt);
         const r = await flashImage({ image: built.image.path, device: verdict.device, verify: true, record: flashRecordOf(built), ...(deps.onFlashProgress ? { onProgress: deps.onFlashProgress } : {}) });
         await rereadPartitionTable(verdict.device);
         const ev: FlashEvidence = {
@@ -517,16 +517,6 @@ export async function runRebuildDrill(opts: RebuildOptions, deps: RebuildDeps): 
   log(`evidence: ${displayPath(evidenceDir, opts.cwd)}/`);
   if (failure !== undefined) throw failure;
   return { evidence, evidenceDir };
-}
-
-/** The flash confirmation: type the device name (as `pi-image flash` asks). */
-async function confirmErase(device: string, description: string, prompt: RebuildDeps['prompt']): Promise<void> {
-  const name = device.replace(/^\/dev\//, '');
-  if (prompt === undefined) {
-    throw new InputError(`not flashing ${device}: confirmation needs a terminal`, { hint: `check the device with \`lsblk ${device}\`, then pass --yes to flash without asking` });
-  }
-  const answer = (await prompt(`All data on ${description} will be erased.\nType the device name (${name}) to continue: `)).trim();
-  if (answer !== name && answer !== device) throw new InputError(`not flashing ${device}: confirmation "${answer}" does not match "${name}"`);
 }
 
 /**

@@ -2,7 +2,8 @@ import { stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { printJson } from '../app/io.js';
-import { inspectTarget, rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
+import { rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
+import { prepareFlashTarget } from '../app/flash.js';
 import { flashImage, readBuildRecord, type FlashResult } from '../adapters/flash.js';
 import { createProgress } from '../adapters/progress.js';
 import { humanSize } from '../core/devices.js';
@@ -60,28 +61,15 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
 
     const device = await resolveBlockDevice(argv.device);
     const allowLoop = argv['allow-loop'] || out.env.PI_IMAGE_ALLOW_LOOP === '1';
-    const { verdict } = await inspectTarget({ device, imageSize: size, imagePath: image, allowLoop });
-    out.err(`target ${verdict.description}\n`);
-    for (const w of verdict.warnings) out.err(`warning: ${w}\n`);
-    if (!verdict.ok) {
-      throw new InputError(`refusing to write ${verdict.device}`, {
-        details: verdict.refusals,
-        hint: verdict.suggestion !== undefined ? `use --device ${verdict.suggestion}` : 'pick another device (`lsblk -o NAME,SIZE,TRAN,RM,MODEL,MOUNTPOINTS` lists them)',
-      });
-    }
-
-    if (!argv.yes) {
-      const name = verdict.device.replace(/^\/dev\//, '');
-      if (out.prompt === undefined) {
-        throw new InputError(`not flashing ${verdict.device}: confirmation needs a terminal`, {
-          hint: `check the device with \`lsblk ${verdict.device}\`, then pass --yes to flash without asking`,
-        });
-      }
-      const answer = await out.prompt(`All data on ${verdict.description} will be erased.\nType the device name (${name}) to continue: `);
-      if (answer.trim() !== name && answer.trim() !== verdict.device) {
-        throw new InputError(`not flashing ${verdict.device}: confirmation "${answer.trim()}" does not match "${name}"`);
-      }
-    }
+    const verdict = await prepareFlashTarget({
+      device,
+      imageSize: size,
+      imagePath: image,
+      allowLoop,
+      yes: argv.yes,
+      prompt: out.prompt,
+      log: (line) => out.err(`${line}\n`),
+    });
 
     if (record === undefined) out.err(`note: no build record at ${recordPath}; the seed files cannot be checked against it\n`);
     // a bar on a terminal, a line every 10 % otherwise; no final done(): flashImage reports the
