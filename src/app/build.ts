@@ -23,7 +23,7 @@ import {
 import { type ImageLayout, inspectImage } from '../adapters/partitions.js';
 import { packagePath } from '../adapters/paths.js';
 import { run } from '../adapters/process.js';
-import { type BakePlan, type HostFile, planBake } from '../core/bake.js';
+import { type BakePlan, buildSpaceNeeded, type HostFile, planBake } from '../core/bake.js';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
 import type { Inventory, NodeFileSet, RenderedFile, Secrets } from '../core/model.js';
 import { transformCmdline } from '../core/render/cmdline.js';
@@ -323,11 +323,9 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
       cause,
     });
   }
-  // Room for the sparse copies (their allocated blocks) plus the payload of the images in the
-  // works at once: --jobs being written and --jobs being hashed.
   const jobs = Math.max(1, opts.jobs);
   const perNode = (await allocatedBytes(base.path)) + plans[0]!.payload.reduce((a, p) => a + p.size, 0);
-  await ensureFreeSpace(opts.outDir, perNode * Math.min(plans.length, 2 * jobs) + 64 * 1024 * 1024, `building ${plans.length} image(s)`);
+  await ensureFreeSpace(opts.outDir, buildSpaceNeeded(perNode, plans.length, jobs, opts.compress), `building ${plans.length} image(s)`);
 
   // The base is hashed while the first node is copied: a --base path has no recorded sha256, and a
   // cached base is re-verified against the one recorded when it was fetched. No image is renamed

@@ -109,6 +109,18 @@ export function planBake(inventory: Inventory, set: NodeFileSet, inputs: BakeInp
   };
 }
 
+/**
+ * Disk space a build needs in the output directory, from the allocated size of one node image
+ * (sparse base + payload). Uncompressed images all stay. Compressed ones exist raw only while in the
+ * works (--jobs being written and --jobs being hashed/compressed); their compressed outputs stay,
+ * counted at half the raw size (OS images compress to well under that with xz or zstd).
+ */
+export function buildSpaceNeeded(perNode: number, nodes: number, jobs: number, compress: 'none' | 'xz' | 'zstd'): number {
+  const margin = 64 * 1024 * 1024;
+  if (compress === 'none') return perNode * nodes + margin;
+  return perNode * Math.min(nodes, 2 * Math.max(1, jobs)) + Math.ceil((perNode * nodes) / 2) + margin;
+}
+
 /** Human-readable plan lines for --dry-run (no file contents). */
 export function describePlan(plan: BakePlan): string[] {
   const lines = [
