@@ -503,14 +503,7 @@ export async function rotateSecret(
   const changes: Partial<Record<SecretName, string>> = {};
   for (const n of names) changes[n] = generate(n);
   const next = applyChanges(store, changes, opts.now);
-  const recipients = await writeStore(inventoryDir, key, next.store);
-  return {
-    changed: next.changed,
-    fingerprints: fingerprintsOf(store, next.store, next.changed),
-    version: next.store.version,
-    recipients,
-    warnings: key.warnings,
-  };
+  return changeResult(store, next, await writeStore(inventoryDir, key, next.store), key);
 }
 
 /** Stores a value given by the user (today: the Wi-Fi PSK, validated for WPA2). */
@@ -532,9 +525,14 @@ export async function setSecret(
   const store = await requireStore(inventoryDir, key, clusterName);
   const next = applyChanges(store, { [name]: value }, opts.now);
   const recipients = next.changed.length > 0 ? await writeStore(inventoryDir, key, next.store) : await readRecipients(inventoryDir);
+  return changeResult(store, next, recipients, key);
+}
+
+/** What rotate and set report: which secrets changed, their before/after fingerprints, the new version. */
+function changeResult(before: SecretsStore, next: { store: SecretsStore; changed: SecretName[] }, recipients: string[], key: LoadedKey): ChangeResult {
   return {
     changed: next.changed,
-    fingerprints: fingerprintsOf(store, next.store, next.changed),
+    fingerprints: fingerprintsOf(before, next.store, next.changed),
     version: next.store.version,
     recipients,
     warnings: key.warnings,

@@ -4,6 +4,7 @@
  */
 import type { V1Node } from '@kubernetes/client-node';
 import type { Inventory, NodeModel } from '../../src/core/model.js';
+import { clusterModel } from './cluster-model.js';
 import type { Baseline, ClusterSnapshot } from '../../src/core/verify/checks.js';
 import { helmChart, k3sNode, type KubeApiStandin, namespace } from './kube-api-standin.js';
 
@@ -30,19 +31,7 @@ export function verifyInventory(over: { version?: string | undefined; channel?: 
   if (over.channel !== undefined) k3s.channel = over.channel;
   return {
     dir: 'nodes',
-    cluster: {
-      name: 'pi-cluster',
-      k3s,
-      network: { mode: 'static', cidr: '10.0.0.0/24', gateway: '10.0.0.1', dns: ['10.0.0.1'], searchDomains: [], interface: 'eth0' },
-      admin: { user: 'pi-admin', sshKeys: [], groups: [] },
-      timezone: 'Europe/Berlin',
-      locale: 'en_GB.UTF-8',
-      keyboardLayout: 'gb',
-      ntpServers: [],
-      baseImage: 'raspios-lite-arm64-trixie',
-      manifests: true,
-      source: 'nodes/cluster.yaml',
-    },
+    cluster: clusterModel({ k3s }),
     nodes: [
       node('pi-cluster-1', 'server', '10.0.0.11', { labels: { 'pi-image.io/rack': 'shelf-a' } }),
       node('pi-cluster-2', 'agent', '10.0.0.12'),
