@@ -297,10 +297,6 @@ export async function ext4Stat(v: Ext4Volume, path: string): Promise<Ext4Stat | 
   throw new IoError(`cannot read ${p} in the root filesystem of ${v.image}`, { details: errors });
 }
 
-export async function ext4Exists(v: Ext4Volume, path: string): Promise<boolean> {
-  return (await ext4Stat(v, path)) !== undefined;
-}
-
 /** Reads a regular file's bytes (follows no symlinks). Throws IoError when it is missing. */
 export async function ext4ReadFile(v: Ext4Volume, path: string): Promise<Buffer> {
   const p = ext4Path(path);

@@ -142,9 +142,3 @@ export async function fatWriteFiles(v: FatVolume, files: readonly FatFile[], opt
   }
 }
 
-/** Deletes a file if it exists. */
-export async function fatDelete(v: FatVolume, path: string): Promise<void> {
-  const p = fatPath(path);
-  if (!(await fatExists(v, p))) return;
-  await run('mdel', ['-i', drive(v), `::${p}`], mopts(`deleting ${p} from the boot partition`));
-}
