@@ -6,27 +6,17 @@
  * "not found" is an answer, not an error. The RBAC these need is in manifests/10-rbac.yaml
  * (`pi-image:operator`), except deleting Secrets and Nodes, which needs the admin kubeconfig.
  */
-import { ApiException, CoreV1Api, PatchStrategy, setHeaderOptions, type V1Node, type V1Pod } from '@kubernetes/client-node';
-import { type KubeTarget, toKubeApiError } from './kube.js';
+import { ApiException, type ConfigurationOptions, CoreV1Api, PatchStrategy, setHeaderOptions, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { type KubeTarget, withApiDeadline } from './kube.js';
 
-async function call<T>(target: KubeTarget, timeoutMs: number, what: string, fn: (core: CoreV1Api) => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error('timed out'), { code: 'TIMEOUT' })), Math.max(1, timeoutMs));
-  });
-  try {
-    return await Promise.race([fn(target.kc.makeApiClient(CoreV1Api)), expired]);
-  } catch (error) {
-    throw toKubeApiError(error, target, what);
-  } finally {
-    clearTimeout(timer);
-  }
+function call<T>(target: KubeTarget, timeoutMs: number, what: string, fn: (core: CoreV1Api, options: ConfigurationOptions) => Promise<T>): Promise<T> {
+  return withApiDeadline(target, timeoutMs, what, (options) => fn(target.kc.makeApiClient(CoreV1Api), options));
 }
 
 const isStatus = (error: unknown, code: number): boolean => error instanceof ApiException && error.code === code;
 
 /** Like `call`, but a 404 answers `notFound`. */
-async function callOr<T, U>(target: KubeTarget, timeoutMs: number, what: string, notFound: U, fn: (core: CoreV1Api) => Promise<T>): Promise<T | U> {
+async function callOr<T, U>(target: KubeTarget, timeoutMs: number, what: string, notFound: U, fn: (core: CoreV1Api, options: ConfigurationOptions) => Promise<T>): Promise<T | U> {
   try {
     return await call(target, timeoutMs, what, fn);
   } catch (error) {
@@ -37,19 +27,19 @@ async function callOr<T, U>(target: KubeTarget, timeoutMs: number, what: string,
 
 /** The Node, or undefined when it is not registered. */
 export function readNode(target: KubeTarget, name: string, timeoutMs: number): Promise<V1Node | undefined> {
-  return callOr(target, timeoutMs, `reading node ${name}`, undefined, (core) => core.readNode({ name }));
+  return callOr(target, timeoutMs, `reading node ${name}`, undefined, (core, o) => core.readNode({ name }, o));
 }
 
 /** Cordon (true) or uncordon (false): merge-patches `spec.unschedulable`, as `kubectl cordon` does. */
 export async function setUnschedulable(target: KubeTarget, name: string, unschedulable: boolean, timeoutMs: number): Promise<void> {
-  await call(target, timeoutMs, `${unschedulable ? 'cordoning' : 'uncordoning'} node ${name}`, (core) =>
-    core.patchNode({ name, body: { spec: { unschedulable } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
+  await call(target, timeoutMs, `${unschedulable ? 'cordoning' : 'uncordoning'} node ${name}`, (core, o) =>
+    core.patchNode({ name, body: { spec: { unschedulable } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch, o)),
   );
 }
 
 /** Every pod scheduled on the node (all namespaces, fieldSelector spec.nodeName). */
 export async function listPodsOnNode(target: KubeTarget, name: string, timeoutMs: number): Promise<V1Pod[]> {
-  const list = await call(target, timeoutMs, `listing the pods on node ${name}`, (core) => core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` }));
+  const list = await call(target, timeoutMs, `listing the pods on node ${name}`, (core, o) => core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` }, o));
   return list.items;
 }
 
@@ -61,12 +51,15 @@ export type EvictionResult = { outcome: 'evicted' } | { outcome: 'gone' } | { ou
  */
 export async function evictPod(target: KubeTarget, namespace: string, name: string, timeoutMs: number): Promise<EvictionResult> {
   try {
-    await call(target, timeoutMs, `evicting pod ${namespace}/${name}`, (core) =>
-      core.createNamespacedPodEviction({
-        name,
-        namespace,
-        body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } },
-      }),
+    await call(target, timeoutMs, `evicting pod ${namespace}/${name}`, (core, o) =>
+      core.createNamespacedPodEviction(
+        {
+          name,
+          namespace,
+          body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } },
+        },
+        o,
+      ),
     );
     return { outcome: 'evicted' };
   } catch (error) {
@@ -90,8 +83,8 @@ function statusMessage(error: unknown): string | undefined {
 
 /** Whether a Secret exists (only its existence is looked at: `data` is never read into messages). */
 export async function secretExists(target: KubeTarget, namespace: string, name: string, timeoutMs: number): Promise<boolean> {
-  const found = await callOr(target, timeoutMs, `reading Secret ${namespace}/${name}`, false, async (core) => {
-    await core.readNamespacedSecret({ name, namespace });
+  const found = await callOr(target, timeoutMs, `reading Secret ${namespace}/${name}`, false, async (core, o) => {
+    await core.readNamespacedSecret({ name, namespace }, o);
     return true;
   });
   return found;
@@ -99,16 +92,16 @@ export async function secretExists(target: KubeTarget, namespace: string, name: 
 
 /** Deletes a Secret; false when there was none. */
 export function deleteSecret(target: KubeTarget, namespace: string, name: string, timeoutMs: number): Promise<boolean> {
-  return callOr(target, timeoutMs, `deleting Secret ${namespace}/${name}`, false, async (core) => {
-    await core.deleteNamespacedSecret({ name, namespace });
+  return callOr(target, timeoutMs, `deleting Secret ${namespace}/${name}`, false, async (core, o) => {
+    await core.deleteNamespacedSecret({ name, namespace }, o);
     return true;
   });
 }
 
 /** Deletes a Node object; false when there was none. */
 export function deleteNode(target: KubeTarget, name: string, timeoutMs: number): Promise<boolean> {
-  return callOr(target, timeoutMs, `deleting node ${name}`, false, async (core) => {
-    await core.deleteNode({ name });
+  return callOr(target, timeoutMs, `deleting node ${name}`, false, async (core, o) => {
+    await core.deleteNode({ name }, o);
     return true;
   });
 }

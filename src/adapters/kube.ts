@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
-import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, type V1Node } from '@kubernetes/client-node';
+import { ApiException, type ConfigurationOptions, CoreV1Api, CustomObjectsApi, KubeConfig, Observable, type RequestContext, type ResponseContext, type V1Node } from '@kubernetes/client-node';
 import { ClusterError, EnvironmentError, InputError } from '../core/errors.js';
 import type { ClusterSnapshot, HelmChartState } from '../core/verify/checks.js';
 
@@ -90,9 +90,9 @@ const TLS_CODES = new Set([
   'CERT_NOT_YET_VALID',
   'CERT_SIGNATURE_FAILURE',
   'ERR_TLS_CERT_ALTNAME_INVALID',
-  'ERR_SSL_WRONG_VERSION_NUMBER',
-  'EPROTO',
 ]);
+/** The peer answered, but not with TLS (an HTTP server, sshd, anything else on that port). */
+const NOT_TLS_CODES = new Set(['EPROTO', 'ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST', 'ECONNRESET_TLS']);
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
 
 function errorCode(error: unknown): string | undefined {
@@ -103,6 +103,14 @@ function errorCode(error: unknown): string | undefined {
     e = (e as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+function timeoutOf(error: unknown): number | undefined {
+  const ms = (error as { timeoutMs?: unknown } | null)?.timeoutMs;
+  return typeof ms === 'number' ? ms : undefined;
+}
+function formatSeconds(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
 }
 
 /** Maps whatever client-node threw into a KubeApiError that says what to do. */
@@ -139,10 +147,18 @@ export function toKubeApiError(error: unknown, target: Pick<KubeTarget, 'server'
       cause: error,
     });
   }
-  if (code === 'TIMEOUT') {
-    return new KubeApiError(`${at} did not answer in time while ${what}`, {
+  if (code && (NOT_TLS_CODES.has(code) || code.startsWith('ERR_SSL_'))) {
+    return new KubeApiError(`${target.server} did not answer with TLS while ${what} (${code}): whatever listens there is not the Kubernetes API`, {
       retryable: true,
-      hint: 'is the server up and reachable from here? raise --timeout, or use --wait while nodes boot',
+      hint: `check the address and port in ${target.location.path} (k3s serves HTTPS on 6443); another service, or a plain-HTTP one, answers on this port`,
+      cause: error,
+    });
+  }
+  if (code === 'TIMEOUT') {
+    const ms = timeoutOf(error);
+    return new KubeApiError(`${at} did not answer${ms ? ` within ${formatSeconds(ms)}` : ' in time'} while ${what}`, {
+      retryable: true,
+      hint: 'is the server up and reachable from here? something accepted the connection or the packets went nowhere; raise --timeout, or use --wait while nodes boot',
       cause: error,
     });
   }
@@ -161,12 +177,49 @@ export function toKubeApiError(error: unknown, target: Pick<KubeTarget, 'server'
   });
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+/**
+ * One deadline for a group of API calls: every request carries the same AbortSignal (node-fetch
+ * aborts the socket at whatever stage it is: TCP connect, TLS handshake, waiting for headers, or
+ * reading the body), and the whole group is also raced against the clock, so a peer that accepts
+ * the connection and never answers ends at the deadline and leaves no socket holding the process.
+ */
+export async function withApiDeadline<T>(
+  target: Pick<KubeTarget, 'server' | 'context' | 'location'>,
+  timeoutMs: number,
+  what: string,
+  fn: (options: ConfigurationOptions) => Promise<T>,
+): Promise<T> {
+  const ms = Math.max(1, timeoutMs);
+  const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error('timed out'), { code: 'TIMEOUT' })), ms);
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      controller.abort();
+      reject(Object.assign(new Error(`no answer within ${ms} ms`), { code: 'TIMEOUT', timeoutMs: ms }));
+    }, ms);
   });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  // per-call options take Observable-style middleware (as client-node's own setHeaderOptions does)
+  const options: ConfigurationOptions = {
+    middleware: [
+      {
+        pre: (ctx: RequestContext) => {
+          ctx.setSignal(controller.signal);
+          return new Observable(Promise.resolve(ctx));
+        },
+        post: (ctx: ResponseContext) => new Observable(Promise.resolve(ctx)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
+  try {
+    return await Promise.race([fn(options), expired]);
+  } catch (error) {
+    if (controller.signal.aborted) throw toKubeApiError(Object.assign(new Error('timed out'), { code: 'TIMEOUT', timeoutMs: ms }), target, what);
+    throw toKubeApiError(error, target, what);
+  } finally {
+    clearTimeout(timer);
+    controller.abort(); // a request still in flight (another call of the group failed first) is ended too
+  }
 }
 
 interface RawHelmChart {
@@ -197,23 +250,23 @@ function toHelmChartState(o: RawHelmChart): HelmChartState {
 export async function takeSnapshot(target: KubeTarget, timeoutMs: number, opts: { helmCharts?: boolean } = {}): Promise<ClusterSnapshot> {
   const core = target.kc.makeApiClient(CoreV1Api);
   const custom = target.kc.makeApiClient(CustomObjectsApi);
-  const guard = <T>(p: Promise<T>, what: string): Promise<T> =>
-    withTimeout(p, timeoutMs).catch((error: unknown) => {
-      throw toKubeApiError(error, target, what);
-    });
   const wantCharts = opts.helmCharts ?? true;
-  const [nodes, namespaces, charts] = await Promise.all([
-    guard(core.listNode(), 'listing nodes'),
-    guard(core.listNamespace(), 'listing namespaces'),
-    wantCharts
-      ? withTimeout(custom.listClusterCustomObject({ group: 'helm.cattle.io', version: 'v1', plural: 'helmcharts' }) as Promise<{ items?: RawHelmChart[] }>, timeoutMs).catch(
-          (error: unknown) => {
+  const [nodes, namespaces, charts] = await withApiDeadline(target, timeoutMs, 'reading nodes, namespaces and HelmCharts', (options) =>
+    Promise.all([
+      core.listNode({}, options).catch((error: unknown) => {
+        throw toKubeApiError(error, target, 'listing nodes');
+      }),
+      core.listNamespace({}, options).catch((error: unknown) => {
+        throw toKubeApiError(error, target, 'listing namespaces');
+      }),
+      wantCharts
+        ? (custom.listClusterCustomObject({ group: 'helm.cattle.io', version: 'v1', plural: 'helmcharts' }, options) as Promise<{ items?: RawHelmChart[] }>).catch((error: unknown) => {
             if (error instanceof ApiException && error.code === 404) return null;
             throw toKubeApiError(error, target, 'listing helm.cattle.io/v1 HelmCharts');
-          },
-        )
-      : Promise.resolve({ items: [] as RawHelmChart[] }),
-  ]);
+          })
+        : Promise.resolve({ items: [] as RawHelmChart[] }),
+    ]),
+  );
   return {
     nodes: nodes.items as V1Node[],
     namespaces: namespaces.items.map((n) => ({ name: n.metadata?.name ?? '', ...(n.status?.phase ? { phase: n.status.phase } : {}) })),

@@ -3,7 +3,10 @@
  * (tests/helpers/kube-api-standin.ts: HTTPS on 127.0.0.1 with real-shaped k3s objects, bearer token
  * checked) — not a real cluster. Inventory: the sample nodes/ via the real loader.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
+import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -29,6 +32,8 @@ function capture(env: NodeJS.ProcessEnv = {}) {
 
 interface JsonReport {
   ok: boolean;
+  timedOut: boolean;
+  error?: { category: string; exitCode: number; message: string; hint?: string };
   checks: CheckResult[];
   summary: { pass: number; fail: number; warn: number };
   rounds: number;
@@ -162,10 +167,25 @@ describe('pi-image verify against the Kubernetes API stand-in', () => {
 
   it('--wait gives up at --timeout with exit 1', async () => {
     replaceNode('pi-cluster-3', { ready: 'False' });
-    const { code, report } = await verifyJson(['--wait', '--interval', '200ms', '--timeout', '1s']);
+    // a deadline a loaded machine can meet: the first snapshot alone may take seconds there
+    const { code, report } = await verifyJson(['--wait', '--interval', '200ms', '--timeout', '8s']);
     expect(code).toBe(1);
     expect(report.rounds).toBeGreaterThanOrEqual(2);
+    expect(report.timedOut).toBe(true);
+    expect(report.error).toBeUndefined();
     expect(failing(report)).toEqual([expect.stringMatching(/^pi-cluster-3 ready:/)]);
+  });
+
+  it('--wait -o json with the API down the whole time still prints a report, the error inside (exit 5)', async () => {
+    await api.stop();
+    const r = await verify(['--kubeconfig', kubeconfig, '-o', 'json', '--wait', '--interval', '200ms', '--timeout', '3s']);
+    expect(r.code).toBe(5);
+    const report = JSON.parse(r.out) as JsonReport;
+    expect(report).toMatchObject({ ok: false, timedOut: true, checks: [], error: { category: 'cluster', exitCode: 5 } });
+    expect(report.rounds).toBeGreaterThanOrEqual(2);
+    expect(report.error!.message).toMatch(/cannot reach the Kubernetes API at https:\/\/127\.0\.0\.1:\d+ .*\(ECONNREFUSED\)/);
+    expect(report.error!.hint).toMatch(/is k3s running/);
+    expect(r.err).toMatch(/^error: cannot reach/m);
   });
 
   it('a wrong token: 401 → exit 5 with a hint, token not printed', async () => {
@@ -184,7 +204,7 @@ describe('pi-image verify against the Kubernetes API stand-in', () => {
     expect(r.code).toBe(5);
     expect(r.err).toMatch(/cannot reach the Kubernetes API at https:\/\/127\.0\.0\.1:\d+ .*\(ECONNREFUSED\)/);
     expect(r.err).toMatch(/^hint: is k3s running/m);
-    const w = await verify(['--kubeconfig', kubeconfig, '--wait', '--interval', '200ms', '--timeout', '1s']);
+    const w = await verify(['--kubeconfig', kubeconfig, '--wait', '--interval', '200ms', '--timeout', '4s']);
     expect(w.code).toBe(5);
     expect(w.err.match(/^waiting: cannot reach/gm)?.length ?? 0).toBeGreaterThanOrEqual(2);
   });
@@ -206,6 +226,86 @@ describe('pi-image verify against the Kubernetes API stand-in', () => {
     const ctx = await verify(['--kubeconfig', kubeconfig, '--context', 'elsewhere']);
     expect(ctx.code).toBe(2);
     expect(ctx.err).toContain('known contexts: pi-cluster');
+  });
+});
+
+/** A peer on 127.0.0.1 that accepts TCP and then never answers, or answers with bytes that are not TLS. */
+async function rawPeer(behaviour: 'silent' | 'garbage'): Promise<{ url: string; close: () => Promise<void>; accepted: () => number }> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server = createServer((s) => {
+    accepted += 1;
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+    if (behaviour === 'garbage') s.write('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `https://127.0.0.1:${port}`,
+    accepted: () => accepted,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+describe('verify against peers that are not a working API', () => {
+  it('a silent peer (accepts TCP, never answers) ends at --timeout with a clear error; -o json says so', async () => {
+    const peer = await rawPeer('silent');
+    try {
+      const kc = writeKubeconfig(dir, { server: peer.url, caPem: tls.certPem, token: TOKEN, context: 'silent' });
+      const started = Date.now();
+      const r = await verify(['--kubeconfig', kc, '-o', 'json', '--timeout', '4s']);
+      expect(Date.now() - started).toBeLessThan(60_000);
+      expect(peer.accepted()).toBeGreaterThanOrEqual(1);
+      expect(r.code).toBe(5);
+      const report = JSON.parse(r.out) as JsonReport;
+      expect(report).toMatchObject({ ok: false, checks: [], error: { category: 'cluster', exitCode: 5 } });
+      expect(report.error!.message).toMatch(/^the Kubernetes API at https:\/\/127\.0\.0\.1:\d+ \(context silent\) did not answer within 4 s while /);
+      expect(r.err).toMatch(/^error: .*did not answer within 4 s/m);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  it('the process itself exits at the deadline: no socket is left holding it (--wait, silent peer)', async () => {
+    const peer = await rawPeer('silent');
+    try {
+      const kc = writeKubeconfig(dir, { server: peer.url, caPem: tls.certPem, token: TOKEN, context: 'silent-proc' });
+      const tsx = pathToFileURL(join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
+      const started = Date.now();
+      const child = spawnSync(
+        process.execPath,
+        ['--import', tsx, join(ROOT, 'src/cli.ts'), 'verify', '-i', NODES, '--kubeconfig', kc, '--wait', '--interval', '500ms', '--timeout', '5s', '-o', 'json'],
+        { cwd: ROOT, env: { ...process.env, HOME: '/nonexistent-home' }, encoding: 'utf8', timeout: 120_000 },
+      );
+      const elapsed = Date.now() - started;
+      expect(child.signal, 'killed by the test\'s own 120 s guard: verify hung').toBeNull();
+      expect(elapsed).toBeLessThan(60_000);
+      expect(child.status).toBe(5);
+      const report = JSON.parse(child.stdout) as JsonReport;
+      expect(report).toMatchObject({ ok: false, timedOut: true, error: { exitCode: 5 } });
+      expect(report.error!.message).toMatch(/did not answer within/);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  it('garbage on the API port is told apart from a CA mismatch', async () => {
+    const peer = await rawPeer('garbage');
+    try {
+      const kc = writeKubeconfig(dir, { server: peer.url, caPem: tls.certPem, token: TOKEN, context: 'garbage' });
+      const r = await verify(['--kubeconfig', kc, '--timeout', '30s']);
+      expect(r.code).toBe(5);
+      expect(r.err).toMatch(/^error: https:\/\/127\.0\.0\.1:\d+ did not answer with TLS while .*: whatever listens there is not the Kubernetes API$/m);
+      expect(r.err).not.toMatch(/certificate-authority-data/);
+      expect(r.err).toMatch(/^hint: check the address and port/m);
+    } finally {
+      await peer.close();
+    }
   });
 });
 
