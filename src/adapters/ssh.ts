@@ -4,13 +4,21 @@
  *   - first contact: the key is accepted and recorded (trust on first use), fingerprint reported;
  *   - a different key later: ClusterError, nothing is sent (a reflashed node has new host keys:
  *     the hint says which line to remove once you know why it changed).
+ * Authentication as OpenSSH does it: the keys of ssh-agent ($SSH_AUTH_SOCK) first, then the key
+ * file (--identity or the configured key). An encrypted key file takes its passphrase from
+ * $PI_IMAGE_SSH_PASSPHRASE or, on a terminal, from a prompt; it is asked for only when the agent
+ * did not get us in. Key problems on this side (a .pub file, not a key, encrypted with no
+ * passphrase, a wrong passphrase) are EnvironmentErrors (exit 3) named before any connection;
+ * a refusal by the server is a ClusterError (exit 5).
+ * One deadline (timeoutMs) covers connect, handshake, authentication and the command, minus the
+ * time spent waiting for the operator to type a passphrase.
  * The command's stdout may be a secret (k3s.yaml holds the admin client key): it is returned, never
  * logged or put into an error. stderr (short, from cat/sudo) is quoted in errors.
  */
 import { createHash } from 'node:crypto';
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { Client, type ConnectConfig } from 'ssh2';
+import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { type AnyAuthMethod, type AuthenticationType, Client, type ConnectConfig, type NextAuthHandler, utils } from 'ssh2';
 import { ClusterError, EnvironmentError } from '../core/errors.js';
 
 export interface HostKeyInfo {
@@ -21,12 +29,28 @@ export interface HostKeyInfo {
   status: 'known' | 'recorded';
 }
 
+/** How to log in: an ssh-agent socket and/or a key file (either may be absent, not both). */
+export interface SshAuth {
+  /** $SSH_AUTH_SOCK, when it names a socket */
+  agent?: string;
+  key?: SshKeyFile;
+}
+
+export interface SshKeyFile {
+  path: string;
+  /** where the path came from, for messages: --identity, $PI_IMAGE_SSH_KEY, ~/.ssh/id_ed25519 */
+  from: string;
+  data: Buffer;
+  encrypted: boolean;
+  /** for an encrypted key: $PI_IMAGE_SSH_PASSPHRASE, else asked on the terminal when needed */
+  passphrase?: () => Promise<string | undefined>;
+}
+
 export interface SshExecOptions {
   host: string;
   port: number;
   username: string;
-  privateKey: Buffer;
-  passphrase?: string;
+  auth: SshAuth;
   knownHostsPath: string;
   command: string;
   timeoutMs: number;
@@ -85,32 +109,73 @@ async function readKnownHosts(path: string): Promise<string> {
   }
 }
 
+const KEY_HINT = 'pass --identity FILE or set $PI_IMAGE_SSH_KEY to the private key whose public half is in cluster.yaml admin.sshKeys, or load it into ssh-agent (ssh-add)';
+
 /** Reads a private key file; a missing key is an EnvironmentError naming where it looked. */
 export async function readPrivateKey(path: string, from: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new EnvironmentError(`no SSH private key at ${path} (${from}: ${code})`, {
-      hint: 'pass --identity FILE or set $PI_IMAGE_SSH_KEY to the key whose public half is in cluster.yaml admin.sshKeys',
-    });
+    throw new EnvironmentError(`no SSH private key at ${path} (${from}: ${code})`, { hint: KEY_HINT });
   }
 }
 
-/** Runs `command` on the host and collects its output; see the module comment for host keys. */
+/** Checks a key file without its passphrase: a private key (maybe encrypted), or one clear error. */
+export function inspectPrivateKey(path: string, from: string, data: Buffer): { encrypted: boolean } {
+  const parsed = utils.parseKey(data);
+  if (parsed instanceof Error) {
+    if (/no passphrase given/i.test(parsed.message)) return { encrypted: true };
+    throw new EnvironmentError(`${path} (${from}) is not an SSH private key (${parsed.message})`, { hint: KEY_HINT });
+  }
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (!key || !key.isPrivateKey()) {
+    const privateHalf = path.endsWith('.pub') ? path.slice(0, -'.pub'.length) : undefined;
+    throw new EnvironmentError(`${path} (${from}) is a public key; SSH needs the private key`, {
+      hint: privateHalf ? `pass the private half: --identity ${privateHalf}` : KEY_HINT,
+    });
+  }
+  return { encrypted: false };
+}
+
+/** The passphrase of an encrypted key, checked: wrong or missing is an EnvironmentError (exit 3). */
+async function unlockKey(key: SshKeyFile): Promise<{ data: Buffer; passphrase?: string }> {
+  if (!key.encrypted) return { data: key.data };
+  const passphrase = key.passphrase ? await key.passphrase() : undefined;
+  if (passphrase === undefined || passphrase === '') {
+    throw new EnvironmentError(`${key.path} (${key.from}) is encrypted and no passphrase was given`, {
+      hint: 'set $PI_IMAGE_SSH_PASSPHRASE, run on a terminal to be asked, or load the key into ssh-agent (ssh-add)',
+    });
+  }
+  const parsed = utils.parseKey(key.data, passphrase);
+  if (parsed instanceof Error) {
+    throw new EnvironmentError(`wrong passphrase for ${key.path} (${key.from})`, {
+      hint: 'check $PI_IMAGE_SSH_PASSPHRASE (or what you typed); `ssh-keygen -y -f KEY` tests a passphrase',
+    });
+  }
+  return { data: key.data, passphrase };
+}
+
+/** Runs `command` on the host and collects its output; see the module comment for keys and host keys. */
 export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
   const name = knownHostsName(opts.host, opts.port);
+  const where = `${opts.username}@${name}`;
+  if (!opts.auth.agent && !opts.auth.key) throw new EnvironmentError(`no SSH key to log in to ${where} with`, { hint: KEY_HINT });
+  // without an agent the key is needed anyway: unlock it before connecting (a prompt cannot race the deadline)
+  let unlocked = !opts.auth.agent && opts.auth.key ? await unlockKey(opts.auth.key) : undefined;
   const known = knownEntries(await readKnownHosts(opts.knownHostsPath), name);
   let presented: { type: string; b64: string; fp: string } | undefined;
   let mismatch = false;
 
   const conn = new Client();
+  const tried: string[] = [];
+  let keyError: unknown;
   const config: ConnectConfig = {
     host: opts.host,
     port: opts.port,
     username: opts.username,
-    privateKey: opts.privateKey,
-    readyTimeout: opts.timeoutMs,
+    // our own deadline below covers the whole exchange; ssh2's own would also count a passphrase prompt
+    readyTimeout: 2_147_483_647,
     hostVerifier: (key: Buffer): boolean => {
       presented = { type: keyType(key), b64: key.toString('base64'), fp: fingerprint(key) };
       if (known.length === 0) return true; // first contact: recorded once the connection is up
@@ -120,26 +185,71 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
       return false;
     },
   };
-  if (opts.passphrase !== undefined) config.passphrase = opts.passphrase;
   if (known.length > 0) {
     // ask for the key type(s) on record, so a host with several keys is compared like for like
     const algs = [...new Set(known.flatMap((k) => (k.type === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [k.type])))];
     config.algorithms = { serverHostKey: algs as NonNullable<NonNullable<ConnectConfig['algorithms']>['serverHostKey']> };
   }
 
-  const where = `${opts.username}@${name}`;
   return await new Promise<SshExecResult>((resolve, reject) => {
     let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    let left = opts.timeoutMs;
+    let armedAt = 0;
     const fail = (e: unknown): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(timer);
       conn.end();
+      conn.destroy();
       reject(e);
     };
-    const timer = setTimeout(() => fail(new ClusterError(`ssh ${where}: no answer within ${Math.round(opts.timeoutMs / 1000)} s`, { hint: 'is the node up and sshd running? check the address with --host' })), opts.timeoutMs + 1000);
+    const arm = (): void => {
+      armedAt = Date.now();
+      timer = setTimeout(
+        () => fail(new ClusterError(`ssh ${where}: no answer within ${Math.round(opts.timeoutMs / 100) / 10} s (--timeout)`, { hint: 'is the node up and sshd running? check the address with --host, or raise --timeout' })),
+        Math.max(1, left),
+      );
+    };
+    const pause = (): void => {
+      clearTimeout(timer);
+      left -= Date.now() - armedAt;
+    };
+    arm();
+
+    // agent first, then the key file (its passphrase asked for only now, with the deadline paused)
+    const steps: (() => Promise<AnyAuthMethod | false>)[] = [];
+    if (opts.auth.agent) steps.push(async () => (tried.push('the keys of ssh-agent'), { type: 'agent', username: opts.username, agent: opts.auth.agent! }));
+    if (opts.auth.key) {
+      const key = opts.auth.key;
+      steps.push(async () => {
+        try {
+          if (!unlocked) {
+            pause();
+            try {
+              unlocked = await unlockKey(key);
+            } finally {
+              if (!settled) arm();
+            }
+          }
+        } catch (error) {
+          keyError = error;
+          return false;
+        }
+        tried.push(key.path);
+        return { type: 'publickey', username: opts.username, key: unlocked.data, ...(unlocked.passphrase ? { passphrase: unlocked.passphrase } : {}) };
+      });
+    }
+    config.authHandler = (_left: AuthenticationType[] | null, _partial: boolean | null, next: NextAuthHandler): void => {
+      const step = steps.shift();
+      if (!step) return next(false as unknown as AuthenticationType);
+      step().then(
+        (m) => next((m === false ? false : m) as unknown as AuthenticationType),
+        (e: unknown) => fail(e),
+      );
+    };
 
     conn.on('error', (err: Error & { level?: string; code?: string }) => {
-      clearTimeout(timer);
       if (mismatch && presented) {
         const lines = known.map((k) => k.line).join(', ');
         fail(
@@ -149,14 +259,18 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
         );
         return;
       }
+      if (err.level === 'agent') return; // the agent failed us: ssh2 goes on with the key file
       if (err.level === 'client-authentication') {
-        fail(new ClusterError(`ssh ${where}: the server refused the key (authentication failed)`, {
-          hint: 'use the key whose public half is in cluster.yaml admin.sshKeys (--identity FILE / $PI_IMAGE_SSH_KEY), and the right user (--user)',
-        }));
-        return;
-      }
-      if (/passphrase/i.test(err.message) || /Cannot parse privateKey/i.test(err.message)) {
-        fail(new EnvironmentError(`the SSH key cannot be used: ${err.message}`, { hint: 'set $PI_IMAGE_SSH_PASSPHRASE for an encrypted key, or pass an unencrypted key with --identity' }));
+        if (!/All configured authentication methods failed/i.test(err.message)) return; // one method failed; the next follows
+        if (keyError !== undefined) {
+          fail(keyError);
+          return;
+        }
+        fail(
+          new ClusterError(`ssh ${where}: the server refused ${tried.length > 0 ? tried.join(' and ') : 'every key'} (authentication failed)`, {
+            hint: 'use the key whose public half is in cluster.yaml admin.sshKeys (--identity FILE / $PI_IMAGE_SSH_KEY, or ssh-add it), and the right user (--user)',
+          }),
+        );
         return;
       }
       const code = err.code ?? (err.level === 'client-timeout' ? 'timeout' : err.message);
@@ -173,7 +287,6 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
       };
       conn.exec(opts.command, (err, stream) => {
         if (err) {
-          clearTimeout(timer);
           fail(new ClusterError(`ssh ${where}: could not run the command (${err.message})`));
           return;
         }
@@ -202,4 +315,51 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
 /** Single-quotes a string for a POSIX shell. */
 export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Whether `path` is a unix socket (an ssh-agent). */
+async function isSocket(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isSocket();
+  } catch {
+    return false;
+  }
+}
+
+export interface SshAuthOptions {
+  /** --identity, resolved against cwd */
+  identity?: string;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  home: string;
+  /** asks on the terminal without echo; absent when there is no terminal */
+  askPassphrase?: (question: string) => Promise<string>;
+}
+
+/**
+ * The credentials to log in with, as OpenSSH picks them: ssh-agent ($SSH_AUTH_SOCK) when it runs,
+ * and the key file (--identity, then $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519). With an agent, the
+ * default key file may be absent; a named one (--identity, $PI_IMAGE_SSH_KEY) must exist.
+ */
+export async function resolveSshAuth(o: SshAuthOptions): Promise<SshAuth> {
+  const envKey = o.env['PI_IMAGE_SSH_KEY'];
+  const from = o.identity ? '--identity' : envKey ? '$PI_IMAGE_SSH_KEY' : '~/.ssh/id_ed25519';
+  const raw = o.identity ?? envKey ?? join(o.home, '.ssh', 'id_ed25519');
+  const path = isAbsolute(raw) ? raw : resolve(o.cwd, raw);
+  const sock = o.env['SSH_AUTH_SOCK'];
+  const agent = sock && (await isSocket(sock)) ? sock : undefined;
+  let data: Buffer;
+  try {
+    data = await readPrivateKey(path, from);
+  } catch (error) {
+    if (agent && from === '~/.ssh/id_ed25519') return { agent };
+    throw error;
+  }
+  const { encrypted } = inspectPrivateKey(path, from, data);
+  const envPass = o.env['PI_IMAGE_SSH_PASSPHRASE'];
+  const ask = o.askPassphrase;
+  const passphrase = encrypted
+    ? async (): Promise<string | undefined> => (envPass !== undefined ? envPass : ask ? await ask(`Enter passphrase for key '${path}': `) : undefined)
+    : undefined;
+  return { ...(agent ? { agent } : {}), key: { path, from, data, encrypted, ...(passphrase ? { passphrase } : {}) } };
 }

@@ -11,6 +11,8 @@ export interface Io {
   cwd: string;
   /** answers an interactive question (flash confirmation); undefined when there is no terminal */
   prompt?: (question: string) => Promise<string>;
+  /** like prompt, without echoing what is typed (an SSH key passphrase); undefined when there is no terminal */
+  promptSecret?: (question: string) => Promise<string>;
 }
 
 export type OutputFormat = 'text' | 'json';
@@ -30,6 +32,22 @@ export function processIo(): Io {
             return await rl.question(question);
           } finally {
             rl.close();
+          }
+        }
+      : undefined,
+    promptSecret: process.stdin.isTTY
+      ? async (question: string) => {
+          const { createInterface } = await import('node:readline/promises');
+          const { Writable } = await import('node:stream');
+          process.stderr.write(question);
+          // readline echoes through `output`: give it one that drops everything
+          const silent = new Writable({ write: (_chunk, _enc, done) => done() });
+          const rl = createInterface({ input: process.stdin, output: silent, terminal: true });
+          try {
+            return await rl.question('');
+          } finally {
+            rl.close();
+            process.stderr.write('\n');
           }
         }
       : undefined,

@@ -183,8 +183,19 @@ describe.skipIf(!isRoot)('pi-image kubeconfig against a real sshd on 127.0.0.1',
       'current-context': 'work',
     };
     writeFileSync(join(kubeDir, 'config'), stringify(existing), { mode: 0o644 });
-    const r = await kubeconfig(['--merge', '--context', 'pi-lab']);
+    const original = readFileSync(join(kubeDir, 'config'), 'utf8');
+    // pi-lab points at another server: refused without --force, nothing written
+    const refused = await kubeconfig(['--merge', '--context', 'pi-lab']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`error: ${join(kubeDir, 'config')}: context "pi-lab" already points at another cluster (https://stale.invalid:6443) — refusing to overwrite it`);
+    expect(refused.stderr).toMatch(/^hint: .*--context NAME.*--force/m);
+    expect(readFileSync(join(kubeDir, 'config'), 'utf8')).toBe(original);
+    expect(existsSync(join(kubeDir, 'config.bak'))).toBe(false);
+    const r = await kubeconfig(['--merge', '--context', 'pi-lab', '--force']);
     expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`the previous file is in ${join(kubeDir, 'config.bak')}`);
+    expect(readFileSync(join(kubeDir, 'config.bak'), 'utf8')).toBe(original);
+    expect(statSync(join(kubeDir, 'config.bak')).mode & 0o777).toBe(0o600);
     expect(r.stdout).toBe('pi-lab\n');
     const merged = parse(readFileSync(join(kubeDir, 'config'), 'utf8')) as typeof existing;
     expect(statSync(join(kubeDir, 'config')).mode & 0o777).toBe(0o600);
@@ -239,9 +250,132 @@ describe.skipIf(!isRoot)('pi-image kubeconfig against a real sshd on 127.0.0.1',
     keygen(stranger);
     const refused = await kubeconfig(['--identity', stranger, '--out', join(dir, 'out', 'x.yaml')]);
     expect(refused.code).toBe(5);
-    expect(refused.stderr).toContain('the server refused the key');
+    expect(refused.stderr).toContain(`error: ssh root@[127.0.0.1]:${port}: the server refused ${stranger} (authentication failed)`);
+    expect(refused.stderr.match(/^error:/gm)).toHaveLength(1);
+    expect(refused.stderr).not.toMatch(/^\s+at /m);
     const none = await kubeconfig(['--identity', join(dir, 'nope'), '--out', join(dir, 'out', 'x.yaml')]);
     expect(none.code).toBe(3);
     expect(none.stderr).toContain(`no SSH private key at ${join(dir, 'nope')} (--identity: ENOENT)`);
+  });
+
+  /** One error line (plus its hint), no stack trace. */
+  function oneClearError(stderr: string): void {
+    expect(stderr.match(/^error:/gm), stderr).toHaveLength(1);
+    expect(stderr).not.toMatch(/^\s+at /m);
+    expect(stderr).not.toContain('internal error');
+  }
+
+  describe('SSH keys as operators have them', () => {
+    let encrypted: string;
+    let agentSock: string;
+    let agent: ChildProcess | undefined;
+
+    beforeAll(async () => {
+      encrypted = join(dir, 'id_encrypted');
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'correct horse', '-C', 'pi-image-test-enc', '-f', encrypted], { stdio: 'pipe' });
+      writeFileSync(join(dir, 'authorized_keys'), readFileSync(`${identity}.pub`, 'utf8') + readFileSync(`${encrypted}.pub`, 'utf8'));
+      // a real ssh-agent (openssh-client) in the foreground on a socket of this test's own
+      agentSock = join(dir, 'agent.sock');
+      agent = spawn('ssh-agent', ['-D', '-a', agentSock], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const deadline = Date.now() + 20_000;
+      while (!existsSync(agentSock)) {
+        if (Date.now() > deadline || agent.exitCode !== null) throw new Error('ssh-agent did not start');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
+    afterAll(async () => {
+      if (agent && agent.exitCode === null) {
+        const exited = new Promise((r) => agent!.once('exit', r));
+        agent.kill('SIGTERM');
+        await exited;
+      }
+    });
+
+    it('a .pub file: one line naming the private half, exit 3, before any connection', async () => {
+      const r = await kubeconfig(['--identity', `${identity}.pub`, '--out', join(dir, 'out', 'pub.yaml')]);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`error: ${identity}.pub (--identity) is a public key; SSH needs the private key`);
+      expect(r.stderr).toContain(`hint: pass the private half: --identity ${identity}`);
+      oneClearError(r.stderr);
+    });
+
+    it('a file that is no key at all: exit 3', async () => {
+      const r = await kubeconfig(['--identity', fake, '--out', join(dir, 'out', 'nokey.yaml')]);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`error: ${fake} (--identity) is not an SSH private key`);
+      oneClearError(r.stderr);
+    });
+
+    it('an encrypted key with no passphrase and no terminal: exit 3 naming the variable', async () => {
+      const started = Date.now();
+      const r = await kubeconfig(['--identity', encrypted, '--out', join(dir, 'out', 'enc.yaml')]);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`error: ${encrypted} (--identity) is encrypted and no passphrase was given`);
+      expect(r.stderr).toMatch(/^hint: set \$PI_IMAGE_SSH_PASSPHRASE/m);
+      oneClearError(r.stderr);
+      expect(Date.now() - started).toBeLessThan(30_000); // it used to hang 32 s
+    });
+
+    it('a wrong passphrase: exit 3, the passphrase never printed', async () => {
+      const r = await kubeconfig(['--identity', encrypted, '--out', join(dir, 'out', 'enc.yaml')], { PI_IMAGE_SSH_PASSPHRASE: 'battery staple' });
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`error: wrong passphrase for ${encrypted} (--identity)`);
+      expect(r.stderr).not.toContain('battery staple');
+      oneClearError(r.stderr);
+    });
+
+    it('the right passphrase from $PI_IMAGE_SSH_PASSPHRASE logs in', async () => {
+      const r = await kubeconfig(['--identity', encrypted, '--out', join(dir, 'out', 'enc.yaml')], { PI_IMAGE_SSH_PASSPHRASE: 'correct horse' });
+      expect(r.code, r.stderr).toBe(0);
+      expect(existsSync(join(dir, 'out', 'enc.yaml'))).toBe(true);
+    });
+
+    it('the passphrase prompt is used on a terminal (hidden input through Io.promptSecret)', async () => {
+      const asked: string[] = [];
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await runCli(
+        ['kubeconfig', '-i', NODES, '--host', '127.0.0.1', '--ssh-port', String(port), '--user', 'root', '--identity', encrypted, '--known-hosts', knownHosts, '--remote-path', fake, '--timeout', '15s', '--out', join(dir, 'out', 'prompted.yaml')],
+        { out: (t) => void out.push(t), err: (t) => void err.push(t), isTTY: true, env: { HOME: home }, cwd: dir, promptSecret: async (q) => (asked.push(q), 'correct horse') },
+      );
+      expect(code, err.join('')).toBe(0);
+      expect(asked).toEqual([`Enter passphrase for key '${encrypted}': `]);
+    });
+
+    it('ssh-agent first: with the key in the agent, no key file and no passphrase are needed', async () => {
+      execFileSync('ssh-add', ['-q', identity], { env: { ...process.env, SSH_AUTH_SOCK: agentSock }, stdio: 'pipe' });
+      try {
+        // no --identity, no ~/.ssh/id_ed25519 in this HOME: only the agent can log in
+        const out: string[] = [];
+        const err: string[] = [];
+        const code = await runCli(
+          ['kubeconfig', '-i', NODES, '--host', '127.0.0.1', '--ssh-port', String(port), '--user', 'root', '--known-hosts', knownHosts, '--remote-path', fake, '--timeout', '15s', '--out', join(dir, 'out', 'agent.yaml')],
+          { out: (t) => void out.push(t), err: (t) => void err.push(t), isTTY: false, env: { HOME: home, SSH_AUTH_SOCK: agentSock }, cwd: dir },
+        );
+        expect(code, err.join('')).toBe(0);
+        expect(existsSync(join(dir, 'out', 'agent.yaml'))).toBe(true);
+        // an encrypted --identity is not unlocked when the agent already got us in
+        const r = await kubeconfig(['--identity', encrypted, '--out', join(dir, 'out', 'agent2.yaml')], { SSH_AUTH_SOCK: agentSock });
+        expect(r.code, r.stderr).toBe(0);
+      } finally {
+        execFileSync('ssh-add', ['-D'], { env: { ...process.env, SSH_AUTH_SOCK: agentSock }, stdio: 'pipe' });
+      }
+    });
+
+    it('an agent whose keys are refused falls back to the key file; both refused is one exit-5 line', async () => {
+      const stranger = join(dir, 'stranger-agent');
+      keygen(stranger);
+      execFileSync('ssh-add', ['-q', stranger], { env: { ...process.env, SSH_AUTH_SOCK: agentSock }, stdio: 'pipe' });
+      try {
+        const ok = await kubeconfig(['--out', join(dir, 'out', 'fallback.yaml')], { SSH_AUTH_SOCK: agentSock });
+        expect(ok.code, ok.stderr).toBe(0);
+        const refused = await kubeconfig(['--identity', stranger, '--out', join(dir, 'out', 'refused2.yaml')], { SSH_AUTH_SOCK: agentSock });
+        expect(refused.code).toBe(5);
+        expect(refused.stderr).toContain(`the server refused the keys of ssh-agent and ${stranger} (authentication failed)`);
+        oneClearError(refused.stderr);
+      } finally {
+        execFileSync('ssh-add', ['-D'], { env: { ...process.env, SSH_AUTH_SOCK: agentSock }, stdio: 'pipe' });
+      }
+    });
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ClusterError, InputError } from '../../src/core/errors.js';
-import { mergeKubeconfig, rewriteK3sKubeconfig } from '../../src/core/verify/kubeconfig.js';
+import { mergeConflicts, mergeKubeconfig, rewriteK3sKubeconfig } from '../../src/core/verify/kubeconfig.js';
 
 const KEY = 'c2VjcmV0LWNsaWVudC1rZXk=';
 const K3S = stringify({
@@ -53,12 +53,32 @@ describe('mergeKubeconfig', () => {
       contexts: [{ name: 'work', context: { cluster: 'work', user: 'work' } }],
       'current-context': 'work',
     });
-    const kept = parse(mergeKubeconfig(existing, add, { switchContext: false, source: 'f' })) as Record<string, { name: string }[]>;
+    // same name, another server: refused without force, replaced with it
+    expect(() => mergeKubeconfig(existing, add, { switchContext: false, source: 'f' })).toThrow(/^f: cluster "pi-cluster" already exists with server https:\/\/old:6443 — refusing to overwrite it$/);
+    const kept = parse(mergeKubeconfig(existing, add, { switchContext: false, source: 'f', force: true })) as Record<string, { name: string }[]>;
     expect(kept['clusters']!.map((c) => c.name)).toEqual(['pi-cluster', 'work']);
     expect(kept['clusters']![0]).toEqual(add.clusters[0]);
     expect(kept['users']!.map((c) => c.name)).toEqual(['work', 'pi-cluster']);
     expect(kept['current-context']).toBe('work');
-    expect((parse(mergeKubeconfig(existing, add, { switchContext: true, source: 'f' })) as Record<string, unknown>)['current-context']).toBe('pi-cluster');
+    expect((parse(mergeKubeconfig(existing, add, { switchContext: true, source: 'f', force: true })) as Record<string, unknown>)['current-context']).toBe('pi-cluster');
+  });
+  it('re-fetching the same cluster (same server and CA, new credentials) is not a conflict', () => {
+    const first = mergeKubeconfig(undefined, add, { switchContext: true, source: 'f' });
+    const fresh = { ...add, users: [{ name: add.users[0]!.name, user: { token: 'rotated' } }] };
+    const again = parse(mergeKubeconfig(first, fresh, { switchContext: true, source: 'f' })) as { users: { user: unknown }[] };
+    expect(again.users).toEqual([{ name: add.users[0]!.name, user: { token: 'rotated' } }]);
+  });
+  it('a context of the same name that points at another cluster is a conflict, named with its server', () => {
+    const existing = stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'lab', cluster: { server: 'https://lab.example:6443' } }],
+      users: [{ name: 'lab', user: { token: 't' } }],
+      contexts: [{ name: add.contexts[0]!.name, context: { cluster: 'lab', user: 'lab' } }],
+      'current-context': add.contexts[0]!.name,
+    });
+    expect(mergeConflicts(parse(existing) as Record<string, unknown>, add)).toEqual([`context "${add.contexts[0]!.name}" already points at another cluster (https://lab.example:6443)`]);
+    expect(() => mergeKubeconfig(existing, add, { switchContext: true, source: 'f' })).toThrow(InputError);
   });
   it('refuses to merge into a file that is not YAML', () => {
     expect(() => mergeKubeconfig('a: [', add, { switchContext: true, source: '/home/x/.kube/config' })).toThrow(InputError);

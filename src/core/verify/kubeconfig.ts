@@ -59,12 +59,52 @@ export function rewriteK3sKubeconfig(text: string, opts: { name: string; serverU
   };
 }
 
+/** server + CA of a cluster entry: what makes two entries "the same cluster". */
+function clusterIdentity(entry: unknown): string | undefined {
+  if (!isRecord(entry) || !isRecord(entry['cluster'])) return undefined;
+  const c = entry['cluster'];
+  return `${String(c['server'] ?? '')}|${String(c['certificate-authority-data'] ?? c['certificate-authority'] ?? '')}`;
+}
+
+function serverOf(entry: unknown): string {
+  return isRecord(entry) && isRecord(entry['cluster']) && typeof entry['cluster']['server'] === 'string' ? entry['cluster']['server'] : '(no server)';
+}
+
+/**
+ * Name clashes that would overwrite another cluster: a cluster entry (or the cluster a context of
+ * that name points at) with the same name but another server or CA. Re-fetching the same cluster
+ * (same server and CA, fresh credentials) is not a clash.
+ */
+export function mergeConflicts(base: Record<string, unknown>, add: KubeconfigDoc): string[] {
+  const list = (key: string): unknown[] => (Array.isArray(base[key]) ? (base[key] as unknown[]) : []);
+  const named = (key: string, name: string): unknown => list(key).find((e) => isRecord(e) && e['name'] === name);
+  const out: string[] = [];
+  for (const ctx of add.contexts) {
+    const newCluster = add.clusters.find((c) => c.name === ctx.context.cluster);
+    const want = clusterIdentity(newCluster);
+    const oldCtx = named('contexts', ctx.name);
+    if (isRecord(oldCtx) && isRecord(oldCtx['context'])) {
+      const oldCluster = named('clusters', String(oldCtx['context']['cluster'] ?? ''));
+      if (oldCluster !== undefined && clusterIdentity(oldCluster) !== want) {
+        out.push(`context "${ctx.name}" already points at another cluster (${serverOf(oldCluster)}${serverOf(oldCluster) === serverOf(newCluster) ? ', another CA' : ''})`);
+        continue;
+      }
+    }
+    const sameName = named('clusters', ctx.context.cluster);
+    if (sameName !== undefined && clusterIdentity(sameName) !== want) {
+      out.push(`cluster "${ctx.context.cluster}" already exists with ${serverOf(sameName) === serverOf(newCluster) ? 'another CA' : `server ${serverOf(sameName)}`}`);
+    }
+  }
+  return out;
+}
+
 /**
  * Adds `add`'s cluster, user and context to an existing kubeconfig (text, or undefined when there
- * is none yet): entries with the same names are replaced, all others kept in place. The new
- * context becomes current unless `switchContext` is false.
+ * is none yet): entries with the same names are replaced, all others kept in place. A same-named
+ * entry of ANOTHER cluster is replaced only with `force` (InputError otherwise). The new context
+ * becomes current unless `switchContext` is false.
  */
-export function mergeKubeconfig(existing: string | undefined, add: KubeconfigDoc, opts: { switchContext: boolean; source: string }): string {
+export function mergeKubeconfig(existing: string | undefined, add: KubeconfigDoc, opts: { switchContext: boolean; source: string; force?: boolean }): string {
   let base: Record<string, unknown> = {};
   if (existing !== undefined && existing.trim() !== '') {
     let raw: unknown;
@@ -75,6 +115,12 @@ export function mergeKubeconfig(existing: string | undefined, add: KubeconfigDoc
     }
     if (raw !== null && !isRecord(raw)) throw new InputError(`${opts.source} is not a kubeconfig; refusing to merge into it`, { hint: 'use --out FILE instead' });
     base = raw ?? {};
+  }
+  const conflicts = mergeConflicts(base, add);
+  if (conflicts.length > 0 && !opts.force) {
+    throw new InputError(`${opts.source}: ${conflicts.join('; ')} — refusing to overwrite it`, {
+      hint: 'pick another name with --context NAME, or replace it with --force (the old file is kept as a backup)',
+    });
   }
   const mergeList = (key: 'clusters' | 'users' | 'contexts'): unknown[] => {
     const list = Array.isArray(base[key]) ? [...(base[key] as unknown[])] : [];
