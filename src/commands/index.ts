@@ -9,6 +9,7 @@ import { netbootCommand } from './netboot.js';
 import { rebuildCommand } from './rebuild.js';
 import { renderCommand } from './render.js';
 import { secretsCommand } from './secrets.js';
+import { statusCommand } from './status.js';
 import { validateCommand } from './validate.js';
 import { verifyCommand } from './verify.js';
 
@@ -25,6 +26,7 @@ export const commands: CommandModule<any, any>[] = [
   flashCommand,
   netbootCommand,
   kubeconfigCommand,
+  statusCommand,
   verifyCommand,
   rebuildCommand,
 ];

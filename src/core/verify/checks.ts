@@ -245,7 +245,7 @@ export function runChecks(inventory: Inventory, snapshot: ClusterSnapshot, opts:
     const node = findNode(snapshot, inv.hostname);
     if (!node) {
       out.push(
-        result('registered', inv.hostname, 'fail', `not registered with the cluster (no Node ${inv.hostname}): not booted yet, join failing (see /var/lib/pi-image/status.json on the node), or wrong hostname`),
+        result('registered', inv.hostname, 'fail', `not registered with the cluster (no Node ${inv.hostname}): not booted yet, join failing, or wrong hostname; \`pi-image status ${inv.hostname}\` shows what its first boot is doing`),
       );
       continue;
     }

@@ -1,0 +1,63 @@
+import { homedir } from 'node:os';
+import type { CommandModule } from 'yargs';
+import { printJson } from '../app/io.js';
+import { runStatus, statusPorts } from '../app/status.js';
+import { renderStatusTable, STATUS_FILE } from '../core/status.js';
+import { parseDuration } from '../core/verify/duration.js';
+import { type GlobalArgs, io, lastNumber, lastString, setExitCode } from './context.js';
+
+interface StatusArgs extends GlobalArgs {
+  node?: string[];
+  all: boolean;
+  identity?: string;
+  'known-hosts'?: string;
+  host?: string;
+  'ssh-port': number;
+  user?: string;
+  'remote-path': string;
+  timeout: string;
+}
+
+export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
+  command: 'status [node..]',
+  describe: "what each node's first boot is doing: join phase, attempts, last error, joined at, cloud-init (read over SSH)",
+  builder: (y) =>
+    y
+      .positional('node', { type: 'string', array: true, describe: 'node hostnames (default: every node)' })
+      .option('all', { type: 'boolean', default: false, describe: 'every node of the inventory (the default)' })
+      .option('identity', { type: 'string', coerce: lastString, describe: 'SSH private key (default: $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519); ssh-agent ($SSH_AUTH_SOCK) is tried first' })
+      .option('known-hosts', { type: 'string', coerce: lastString, describe: 'known_hosts file pi-image pins host keys in (default: ~/.config/pi-image/known_hosts)' })
+      .option('host', { type: 'string', coerce: lastString, describe: "with one node: the address to SSH to (default: the node's inventory address)" })
+      .option('ssh-port', { type: 'number', coerce: lastNumber, default: 22, describe: 'SSH port' })
+      .option('user', { type: 'string', coerce: lastString, describe: "SSH user (default: the inventory's admin user)" })
+      .option('remote-path', { type: 'string', coerce: lastString, default: STATUS_FILE, describe: 'where the join script writes its status on the node' })
+      .option('timeout', { type: 'string', coerce: lastString, default: '15s', describe: 'deadline per node for connecting, logging in and reading' })
+      .example('$0 status', 'every node, as a table')
+      .example('$0 status pi-cluster-4 -o json', 'one node, machine-readable'),
+  handler: async (argv) => {
+    const out = io();
+    const result = await runStatus(
+      {
+        inventoryDir: argv.inventory,
+        cwd: out.cwd,
+        env: out.env,
+        home: out.env['HOME'] ?? homedir(),
+        nodes: argv.node ?? [],
+        all: argv.all,
+        sshPort: argv['ssh-port'],
+        remotePath: argv['remote-path'],
+        timeoutMs: parseDuration(argv.timeout, '--timeout'),
+        ...(argv.identity ? { identity: argv.identity } : {}),
+        ...(argv['known-hosts'] ? { knownHosts: argv['known-hosts'] } : {}),
+        ...(argv.host ? { host: argv.host } : {}),
+        ...(argv.user ? { user: argv.user } : {}),
+        ...(out.promptSecret ? { askPassphrase: out.promptSecret } : {}),
+      },
+      await statusPorts(),
+    );
+    if (argv.output === 'json') printJson(out, result);
+    else out.out(renderStatusTable(result.nodes));
+    // like verify: the command ran, but not every node could tell its status
+    if (result.nodes.some((n) => !n.reachable || !n.status)) setExitCode(1);
+  },
+};
