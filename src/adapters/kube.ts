@@ -277,3 +277,9 @@ export async function takeSnapshot(target: KubeTarget, timeoutMs: number, opts: 
 export function isRetryable(error: unknown): boolean {
   return error instanceof KubeApiError && error.retryable;
 }
+
+/** One cheap read (a namespace list of one) under the deadline: does this kubeconfig reach a working API? */
+export async function probeApi(target: KubeTarget, timeoutMs: number): Promise<void> {
+  const core = target.kc.makeApiClient(CoreV1Api);
+  await withApiDeadline(target, timeoutMs, 'checking that the API answers', (options) => core.listNamespace({ limit: 1 }, options));
+}

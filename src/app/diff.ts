@@ -310,6 +310,8 @@ export interface ClusterDiffOptions {
   context?: string;
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /** deadline for the API check before kubectl runs (default 30 s) */
+  timeoutMs?: number;
 }
 
 const KUBECTL_HINT =
@@ -326,9 +328,12 @@ export async function diffCluster(opts: ClusterDiffOptions): Promise<ClusterDiff
   } catch {
     throw new InputError(`manifests directory ${displayPath(dir, opts.cwd)} does not exist`, { hint: 'pass --manifests DIR (default: the manifests/ pi-image ships)' });
   }
-  const args = ['diff', '-f', dir];
-  if (opts.kubeconfig) args.push('--kubeconfig', isAbsolute(opts.kubeconfig) ? opts.kubeconfig : join(opts.cwd, opts.kubeconfig));
-  if (opts.context) args.push('--context', opts.context);
+  // the kubeconfig and the API are checked as verify checks them (same errors, same exit codes),
+  // so kubectl runs only against a cluster that answers and its noise is not the first thing seen
+  const kube = await import('../adapters/kube.js');
+  const target = kube.loadKubeConfig(kube.resolveKubeconfigPath({ flag: opts.kubeconfig, env: opts.env, cwd: opts.cwd }), opts.context);
+  await kube.probeApi(target, opts.timeoutMs ?? 30_000);
+  const args = ['diff', '-f', dir, '--kubeconfig', target.location.path, '--context', target.context];
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(opts.env)) if (typeof v === 'string') env[k] = v;
   let result;
@@ -339,9 +344,11 @@ export async function diffCluster(opts: ClusterDiffOptions): Promise<ClusterDiff
     throw e;
   }
   if (result.exitCode > 1) {
-    const detail = result.stderr.trim().split('\n').slice(-6).join('\n');
-    throw new ClusterError(`\`kubectl diff\` failed with exit code ${result.exitCode}${detail ? `: ${detail}` : ''}`, {
-      hint: 'check that the cluster answers (`pi-image verify`), and the kubeconfig/context (--kubeconfig, --context; default $KUBECONFIG, then ~/.kube/config)',
+    // kubectl's own words, one line: its `error: …` line if it printed one, else its last line
+    const lines = result.stderr.trim().split('\n').map((l) => l.trim()).filter(Boolean);
+    const detail = (lines.find((l) => /^error:/i.test(l)) ?? lines[lines.length - 1] ?? '').replace(/^error:\s*/i, '');
+    throw new ClusterError(`\`kubectl diff\` against ${target.server} (context ${target.context}) failed with exit code ${result.exitCode}${detail ? `: ${detail}` : ''}`, {
+      hint: 'the API answered pi-image; check what kubectl says above, the RBAC of the kubeconfig user (manifests/10-rbac.yaml), and `pi-image verify`',
     });
   }
   const shownArgs = args.map((a) => displayPath(a, opts.cwd));

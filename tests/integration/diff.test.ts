@@ -3,7 +3,8 @@
  * <makePiOsImage()>` (sfdisk + mkfs.vfat + mkfs.ext4, no root), then edited, rotated or left alone,
  * and the diff reads the seed back from the built image's FAT partition. Plus the review evidence
  * folder and `--cluster` against a STAND-IN kubectl (a shell script on PATH that records its
- * arguments and prints canned output: no Kubernetes API server runs here).
+ * arguments and prints canned output), after pi-image's own API check against a Kubernetes API
+ * stand-in (tests/helpers/kube-api-standin.ts).
  */
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,11 @@ import { fatReadText } from '../../src/adapters/fat.js';
 import { makePiOsImage, type PiOsImage } from '../helpers/pi-os-image.js';
 import { cli, type CliResult } from '../helpers/run-cli.js';
 import { REPO_ROOT, sampleFiles, writeInventory } from '../helpers/sample-inventory.js';
+import { KubeApiStandin, makeSelfSignedCert, namespace, type TlsMaterial, writeKubeconfig } from '../helpers/kube-api-standin.js';
+import { freePort } from '../helpers/sshd.js';
+
+const TOKEN = 'K10diff-standin-token-0c1d2e';
+const readServer = (path: string): string => /server: (\S+)/.exec(readFileSync(path, 'utf8'))![1]!;
 
 let base: PiOsImage;
 let inv: ReturnType<typeof writeInventory>;
@@ -215,11 +221,21 @@ describe('pi-image diff --evidence', () => {
   });
 });
 
-describe('pi-image diff --cluster (stand-in kubectl: no API server runs here)', () => {
+describe('pi-image diff --cluster (stand-in kubectl, Kubernetes API stand-in)', () => {
   let fake: string;
   let argsFile: string;
+  let api: KubeApiStandin;
+  let tls: TlsMaterial;
+  let kubeconfig: string;
 
-  beforeAll(() => {
+  beforeAll(async () => {
+    // the API check before kubectl runs goes to a Kubernetes API stand-in (tests/helpers/kube-api-standin.ts)
+    tls = makeSelfSignedCert();
+    api = new KubeApiStandin(TOKEN, tls);
+    api.namespaces = [namespace('kube-system')];
+    kubeconfig = writeKubeconfig(inv.root, { server: await api.start(), caPem: tls.certPem, token: TOKEN });
+    renameSync(kubeconfig, join(inv.root, 'kube.yaml'));
+    kubeconfig = join(inv.root, 'kube.yaml');
     fake = mkdtempSync(join(tmpdir(), 'pi-image-fake-kubectl-'));
     argsFile = join(fake, 'args');
     // STAND-IN for kubectl: records its arguments, then behaves as FAKE_KUBECTL says.
@@ -243,10 +259,13 @@ esac
     );
     chmodSync(join(fake, 'kubectl'), 0o755);
   });
-  afterAll(() => rmSync(fake, { recursive: true, force: true }));
+  afterAll(async () => {
+    rmSync(fake, { recursive: true, force: true });
+    await api?.stop();
+  });
 
-  const runCluster = (mode: string, args: string[] = [], path = `${fake}:${process.env.PATH}`) =>
-    cli(['diff', '--cluster', ...args], { cwd: inv.root, env: { ...env, PATH: path, FAKE_KUBECTL: mode } });
+  const runCluster = (mode: string, args: string[] = [], path = `${fake}:${process.env.PATH}`, extraEnv: NodeJS.ProcessEnv = { KUBECONFIG: kubeconfig }) =>
+    cli(['diff', '--cluster', ...args], { cwd: inv.root, env: { ...env, PATH: path, FAKE_KUBECTL: mode, ...extraEnv } });
 
   it('differences: exit 1, the objects and the diff, kubectl called as `kubectl diff -f <manifests> --kubeconfig F`', async () => {
     const r = await runCluster('diff', ['--kubeconfig', 'kube.yaml']);
@@ -260,6 +279,8 @@ esac
       join(REPO_ROOT, 'manifests'),
       '--kubeconfig',
       join(inv.root, 'kube.yaml'),
+      '--context',
+      'pi-cluster',
     ]);
     const j = await runCluster('diff', ['-o', 'json']);
     expect(JSON.parse(j.stdout).cluster).toMatchObject({ status: 'changed', objects: ['v1.Namespace..ops'], kubectl: { exitCode: 1 } });
@@ -271,10 +292,31 @@ esac
     expect(r.stdout).toContain('cluster: no changes');
   });
 
-  it('kubectl error (exit > 1): cluster error, exit 5, with kubectl\'s message', async () => {
+  it('kubectl error (exit > 1): cluster error, exit 5, with kubectl\'s message in one line', async () => {
     const r = await runCluster('error');
     expect(r.code).toBe(5);
-    expect(r.stderr).toContain('Unauthorized');
+    expect(r.stderr).toMatch(/^error: `kubectl diff` against https:\/\/127\.0\.0\.1:\d+ \(context pi-cluster\) failed with exit code 2: You must be logged in to the server \(Unauthorized\)$/m);
+  });
+
+  it('kubeconfig and API problems: the same errors and exit codes as verify, before kubectl runs', async () => {
+    const cases: { args: string[]; env: NodeJS.ProcessEnv; code: number; message: RegExp }[] = [
+      { args: [], env: { KUBECONFIG: '', HOME: join(inv.root, 'no-home') }, code: 3, message: /no kubeconfig at .*no-home\/\.kube\/config/ },
+      { args: ['--kubeconfig', 'nope.yaml'], env: {}, code: 2, message: /no kubeconfig at .*nope\.yaml \(from --kubeconfig\)/ },
+      { args: ['--context', 'elsewhere'], env: { KUBECONFIG: kubeconfig }, code: 2, message: /--context elsewhere: no such context/ },
+    ];
+    const wrongToken = writeKubeconfig(inv.root, { server: readServer(kubeconfig), caPem: tls.certPem, token: 'wrong-token-1234', context: 'wrong-token' });
+    cases.push({ args: ['--kubeconfig', wrongToken], env: {}, code: 5, message: /rejected the credentials while checking that the API answers \(401 Unauthorized\)/ });
+    const down = writeKubeconfig(inv.root, { server: `https://127.0.0.1:${await freePort()}`, caPem: tls.certPem, token: TOKEN, context: 'down' });
+    cases.push({ args: ['--kubeconfig', down], env: {}, code: 5, message: /cannot reach the Kubernetes API at https:\/\/127\.0\.0\.1:\d+ \(context down\) .*\(ECONNREFUSED\)/ });
+    for (const c of cases) {
+      writeFileSync(argsFile, '');
+      const r = await runCluster('diff', c.args, `${fake}:${process.env.PATH}`, c.env);
+      expect(r.code, `${c.args.join(' ')}: ${r.stderr}`).toBe(c.code);
+      expect(r.stderr).toMatch(c.message);
+      expect(r.stderr.match(/^error:/gm)).toHaveLength(1);
+      expect(r.stderr).not.toContain('wrong-token-1234');
+      expect(readFileSync(argsFile, 'utf8'), 'kubectl must not run').toBe('');
+    }
   });
 
   it('missing kubectl: environment error (exit 3) with the install hint', async () => {
