@@ -258,6 +258,28 @@ describe.skipIf(!isRoot)('pi-image kubeconfig against a real sshd on 127.0.0.1',
     expect(none.stderr).toContain(`no SSH private key at ${join(dir, 'nope')} (--identity: ENOENT)`);
   });
 
+  it('a silent peer on the SSH port (accepts TCP, never answers) ends at --timeout with one clear line', async () => {
+    const sockets = new Set<import('node:net').Socket>();
+    const silent = createServer((c) => void sockets.add(c.on('error', () => undefined)));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    try {
+      const started = Date.now();
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await runCli(
+        ['kubeconfig', '-i', NODES, '--host', '127.0.0.1', '--ssh-port', String((silent.address() as AddressInfo).port), '--user', 'root', '--identity', identity, '--known-hosts', knownHosts, '--timeout', '3s', '--out', join(dir, 'out', 'silent.yaml')],
+        { out: (t) => void out.push(t), err: (t) => void err.push(t), isTTY: false, env: { HOME: home }, cwd: dir },
+      );
+      expect(Date.now() - started).toBeLessThan(60_000);
+      expect(code).toBe(5);
+      expect(err.join('')).toMatch(/^error: ssh root@\[127\.0\.0\.1\]:\d+: no answer within 3 s \(--timeout\)$/m);
+      expect(existsSync(join(dir, 'out', 'silent.yaml'))).toBe(false);
+    } finally {
+      for (const c of sockets) c.destroy();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
+  });
+
   /** One error line (plus its hint), no stack trace. */
   function oneClearError(stderr: string): void {
     expect(stderr.match(/^error:/gm), stderr).toHaveLength(1);
