@@ -253,9 +253,12 @@ describe('pi-image validate rejects invalid inventories', () => {
     const inv = writeInventory(sampleFiles());
     cleanups.push(inv.cleanup);
     const r = await cli(['validate'], { cwd: inv.root });
-    expect(r.stderr).toBe('');
+    // its only finding is the placeholder SSH key (tests/unit/inventory-placeholder-key.test.ts)
+    expect(r.stderr).toBe(
+      'warning: nodes/cluster.yaml:21:7 admin.sshKeys[0]: is a placeholder, not your key (its key data spells PLACEHOLDER): nobody can log in to images baked with it; put your public key here (e.g. the line of ~/.ssh/id_ed25519.pub)\n',
+    );
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('valid: cluster pi-cluster, 4 nodes (1 server, 3 agents)');
+    expect(r.stdout).toContain('valid: cluster pi-cluster, 4 nodes (1 server, 3 agents), 1 warning');
   });
 
   for (const c of cases) {

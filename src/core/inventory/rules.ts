@@ -1,7 +1,7 @@
 /** Stage 3 of inventory validation: rules across fields and files. Pure. */
 import type { Diagnostic } from './diagnostics.js';
 import { cidrContains, formatCidr, ipv4ToInt, isIpv4, parseCidr } from './net.js';
-import { checkSshPublicKey } from './sshkey.js';
+import { checkSshPublicKey, placeholderKeyReason } from './sshkey.js';
 import type { ParsedCluster, ParsedNode, ValidateOptions } from './validate.js';
 
 /** Label prefixes the kubelet may not set on its own node (NodeRestriction admission). */
@@ -54,6 +54,12 @@ function checkClusterRules(cluster: ParsedCluster, nodes: readonly ParsedNode[],
   c.admin.sshKeys.forEach((key, i) => {
     const r = checkSshPublicKey(key);
     if (!r.ok) out.push(cs.diag(['admin', 'sshKeys', i], `is not an SSH public key: ${r.reason}`));
+    const placeholder = r.ok ? placeholderKeyReason(key) : undefined;
+    if (placeholder !== undefined) {
+      out.push(
+        cs.diag(['admin', 'sshKeys', i], `is a placeholder, not your key (${placeholder}): nobody can log in to images baked with it; put your public key here (e.g. the line of ~/.ssh/id_ed25519.pub)`, 'warning'),
+      );
+    }
   });
   const seenKeys = new Map<string, number>();
   c.admin.sshKeys.forEach((key, i) => {

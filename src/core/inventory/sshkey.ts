@@ -31,3 +31,26 @@ export function checkSshPublicKey(line: string): SshKeyCheck {
   if (type === 'ssh-ed25519' && blob.length !== 51) return { ok: false, reason: 'an ed25519 key must hold 32 bytes of key data' };
   return comment.length ? { ok: true, type, comment: comment.join(' ') } : { ok: true, type };
 }
+
+/**
+ * The sample inventory's key: structurally valid (so the sample validates and renders), obviously
+ * not anyone's key. `validate` warns (and `--strict` fails) while it, or any key that looks like a
+ * placeholder, is present: an image baked with it lets nobody log in.
+ */
+export const SAMPLE_PLACEHOLDER_KEY =
+  'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPLACEHOLDER0REPLACE0WITH0YOUR0PUBLIC0KEY000 REPLACE-ME@example.invalid';
+
+/** Key data of keys that shipped in earlier samples and docs (nobody holds their private halves for you). */
+const KNOWN_SAMPLE_KEY_DATA = new Set(['AAAAC3NzaC1lZDI1NTE5AAAAIGuIB3qOVWsjCA/gMZzv/hWWOpSkE5AJnttbHisIo+4x']);
+
+/** Why `line` looks like a placeholder rather than a real key; undefined for an ordinary key. */
+export function placeholderKeyReason(line: string): string | undefined {
+  const [, data = '', ...comment] = line.trim().split(/\s+/);
+  if (KNOWN_SAMPLE_KEY_DATA.has(data)) return 'it is the key from an earlier pi-image sample';
+  if (/PLACEHOLDER|REPLACE0?WITH/i.test(data)) return 'its key data spells PLACEHOLDER';
+  const note = comment.join(' ');
+  if (/placeholder|replace[-_ ]?me|change[-_ ]?me/i.test(note)) return `its comment says "${note}"`;
+  const blob = /^[A-Za-z0-9+/]+={0,2}$/.test(data) ? Buffer.from(data, 'base64') : undefined;
+  if (blob && blob.length > 19 && blob.subarray(19).every((b) => b === 0)) return 'its key data is all zeros';
+  return undefined;
+}

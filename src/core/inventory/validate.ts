@@ -7,7 +7,7 @@
  */
 import type { z } from 'zod';
 import type { Inventory } from '../model.js';
-import { type Diagnostic, sortDiagnostics } from './diagnostics.js';
+import { type Diagnostic, fieldPath, sortDiagnostics } from './diagnostics.js';
 import { buildInventory } from './normalise.js';
 import { checkRules } from './rules.js';
 import { type ClusterFile, clusterFileSchema, type NodeFile, nodeFileSchema } from './schema.js';
@@ -150,13 +150,65 @@ function schemaDiagnostics(source: SourceFile, schema: z.ZodType, raw: unknown, 
 function parseFile<T extends z.ZodType>(
   file: InventoryFileText,
   schema: T,
-): { source?: SourceFile; data?: z.output<T>; errors: Diagnostic[] } {
+): { source?: SourceFile; data?: z.output<T>; partial?: { data: z.output<T>; pruned: string[] }; errors: Diagnostic[] } {
   const { source, errors } = SourceFile.parse(file);
   if (!source) return { errors };
   const raw = source.toJS();
   const result = schema.safeParse(raw);
   if (result.success) return { source, data: result.data, errors: [] };
-  return { source, errors: schemaDiagnostics(source, schema, raw, result.error.issues) };
+  const partial = pruneToValid(schema, raw, result.error.issues);
+  return { source, ...(partial ? { partial } : {}), errors: schemaDiagnostics(source, schema, raw, result.error.issues) };
+}
+
+/**
+ * The file with every field the schema refused taken out, when what is left is valid (a refused
+ * field that has a default or is optional): the cross-file rules then run on it, so one typo does
+ * not hide the rule problems of the rest of the file. A refused required field gives up (undefined).
+ * List elements take their whole list out, so rule messages keep their indices. `pruned` holds the
+ * field paths taken out, to drop rule messages about them (the schema error already names them).
+ */
+function pruneToValid<T extends z.ZodType>(
+  schema: T,
+  raw: unknown,
+  issues: readonly z.core.$ZodIssue[],
+): { data: z.output<T>; pruned: string[] } | undefined {
+  if (raw === null || typeof raw !== 'object') return undefined;
+  const doc = structuredClone(raw) as Record<string, unknown>;
+  const pruned: string[] = [];
+  let current = issues;
+  for (let round = 0; round < 8; round++) {
+    let removed = false;
+    for (const issue of current) {
+      const paths =
+        issue.code === 'unrecognized_keys' ? issue.keys.map((k) => [...issue.path, k]) : [issue.path];
+      for (const full of paths) {
+        const index = full.findIndex((p) => typeof p === 'number');
+        const path = index === -1 ? full : full.slice(0, index);
+        if (path.length === 0) return undefined;
+        const parent = valueAt(doc, path.slice(0, -1));
+        const key = path[path.length - 1]!;
+        if (parent === null || typeof parent !== 'object' || !(key in parent)) continue;
+        delete (parent as Record<PropertyKey, unknown>)[key];
+        pruned.push(fieldPath(path as (string | number)[]));
+        removed = true;
+      }
+    }
+    if (!removed) return undefined;
+    const again = schema.safeParse(doc);
+    if (again.success) return { data: again.data, pruned };
+    current = again.error.issues;
+  }
+  return undefined;
+}
+
+/** A rule message about a field the schema already refused (or its parent / child) says nothing new. */
+function aboutPruned(d: Diagnostic, prunedByFile: ReadonlyMap<string, readonly string[]>): boolean {
+  const pruned = prunedByFile.get(d.file);
+  if (!pruned) return false;
+  // a whole-file message about a refused top-level field ("ip is required: …") is about it too
+  if (d.field === '') return pruned.some((p) => !/[.[]/.test(p) && d.message.startsWith(`${p} `));
+  const related = (a: string, b: string) => a === b || a.startsWith(`${b}.`) || a.startsWith(`${b}[`);
+  return pruned.some((p) => related(d.field, p) || related(p, d.field));
 }
 
 /**
@@ -168,6 +220,8 @@ export function validateInventory(files: readonly InventoryFileText[], opts: Val
   const warnings: Diagnostic[] = [];
   const clusterText = files.find((f) => basename(f.path) === CLUSTER_FILE);
   let cluster: ParsedCluster | undefined;
+  /** fields the schema refused, per file, for files whose rest still goes through the rules */
+  const prunedByFile = new Map<string, string[]>();
   if (!clusterText) {
     errors.push({
       severity: 'error',
@@ -181,6 +235,10 @@ export function validateInventory(files: readonly InventoryFileText[], opts: Val
     const r = parseFile(clusterText, clusterFileSchema);
     errors.push(...r.errors);
     if (r.source && r.data) cluster = { source: r.source, data: r.data };
+    else if (r.source && r.partial) {
+      cluster = { source: r.source, data: r.partial.data };
+      prunedByFile.set(r.source.path, r.partial.pruned);
+    }
   }
 
   const nodes: ParsedNode[] = [];
@@ -190,9 +248,11 @@ export function validateInventory(files: readonly InventoryFileText[], opts: Val
     nodeFiles++;
     const r = parseFile(file, nodeFileSchema);
     errors.push(...r.errors);
-    if (r.source && r.data) {
+    const data = r.data ?? r.partial?.data;
+    if (r.source && data) {
       const stem = basename(file.path).replace(/\.ya?ml$/, '');
-      nodes.push({ source: r.source, data: r.data, hostname: r.data.hostname ?? stem });
+      nodes.push({ source: r.source, data, hostname: data.hostname ?? stem });
+      if (r.partial) prunedByFile.set(r.source.path, r.partial.pruned);
     }
   }
   if (nodeFiles === 0 && clusterText) {
@@ -206,8 +266,9 @@ export function validateInventory(files: readonly InventoryFileText[], opts: Val
     });
   }
 
-  // Stage 3 runs on everything that passed stage 2, so one bad file doesn't hide rule problems elsewhere.
-  const rules = checkRules(cluster, nodes, opts);
+  // Stage 3 runs on everything that parsed, a file with schema errors included (minus the refused
+  // fields), so schema errors and rule problems are reported at once.
+  const rules = checkRules(cluster, nodes, opts).filter((d) => !aboutPruned(d, prunedByFile));
   errors.push(...rules.filter((d) => d.severity === 'error'));
   warnings.push(...rules.filter((d) => d.severity === 'warning'));
 
