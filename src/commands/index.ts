@@ -4,6 +4,7 @@ import { buildCommand } from './build.js';
 import { diffCommand } from './diff.js';
 import { flashCommand } from './flash.js';
 import { imagesCommand } from './images.js';
+import { initCommand } from './init.js';
 import { kubeconfigCommand } from './kubeconfig.js';
 import { netbootCommand } from './netboot.js';
 import { rebuildCommand } from './rebuild.js';
@@ -16,6 +17,7 @@ import { verifyCommand } from './verify.js';
 /** Every pi-image command, in the order `--help` lists them (the operator's day, start to end). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
+  initCommand,
   validateCommand,
   secretsCommand,
   renderCommand,
