@@ -11,6 +11,7 @@ import { type Io, processIo } from './app/io.js';
 import { toolVersion } from './app/version.js';
 import { resetSecretValuesSeen, secretValuesSeen } from './adapters/secrets.js';
 import { redact } from './core/redact.js';
+import { installInterruptHandlers } from './adapters/terminal.js';
 import { EXIT_CODES, PiImageError } from './core/errors.js';
 import { commands } from './commands/index.js';
 import { getExitCode, setIo } from './commands/context.js';
@@ -106,6 +107,7 @@ function isMain(): boolean {
 }
 
 if (isMain()) {
+  installInterruptHandlers();
   runCli(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
