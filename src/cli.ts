@@ -15,6 +15,14 @@ import { installInterruptHandlers } from './adapters/terminal.js';
 import { EXIT_CODES, PiImageError } from './core/errors.js';
 import { commands } from './commands/index.js';
 import { getExitCode, setIo } from './commands/context.js';
+import { completeWords } from './commands/completion.js';
+import { COMPLETION_KEY } from './core/completion.js';
+
+/** The words after --get-yargs-completions (program name first), for completion; [] otherwise. */
+function completionWords(argv: readonly string[]): string[] {
+  const at = argv.indexOf(`--${COMPLETION_KEY}`);
+  return at === -1 ? [] : argv.slice(at + 1);
+}
 
 /** Marks a yargs usage problem (unknown command, missing argument) so it maps to exit code 2. */
 class UsageError extends PiImageError {
@@ -67,6 +75,8 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo()): 
     })
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'more detail', global: true })
     .command(commands)
+    // answers `--get-yargs-completions` for the scripts of `pi-image completion` (hidden command)
+    .completion('__complete', false, completeWords(io.cwd, completionWords(argv)))
     .demandCommand(1, 'pi-image needs a command')
     .strict()
     .recommendCommands()

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { bootTestCommand } from './boot-test.js';
 import { buildCommand } from './build.js';
+import { completionCommand } from './completion.js';
 import { diffCommand } from './diff.js';
 import { flashCommand } from './flash.js';
 import { imagesCommand } from './images.js';
@@ -31,4 +32,5 @@ export const commands: CommandModule<any, any>[] = [
   statusCommand,
   verifyCommand,
   rebuildCommand,
+  completionCommand,
 ];
