@@ -2,18 +2,20 @@ import { stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { printJson } from '../app/io.js';
-import { rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
+import { devicesHoldingFile, listBlockDevices, rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
 import { prepareFlashTarget } from '../app/flash.js';
 import { flashImage, readBuildRecord, type FlashResult } from '../adapters/flash.js';
 import { createProgress } from '../adapters/progress.js';
+import { flashCandidates, formatCandidates } from '../core/device-list.js';
 import { humanSize } from '../core/devices.js';
+import { errorJson } from '../core/error-json.js';
 import { InputError, IoError } from '../core/errors.js';
-import { type GlobalArgs, io } from './context.js';
+import { type GlobalArgs, io, setExitCode } from './context.js';
 
 interface FlashArgs extends GlobalArgs {
   node?: string;
   image?: string;
-  device: string;
+  device?: string;
   yes: boolean;
   verify: boolean;
   'build-dir': string;
@@ -29,19 +31,25 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
     y
       .positional('node', { type: 'string', describe: 'node hostname: flashes <build-dir>/<node>.img' })
       .option('image', { type: 'string', describe: 'flash this image file instead of a node image' })
-      .option('device', { type: 'string', demandOption: true, describe: 'target device, e.g. /dev/sdb or /dev/mmcblk0 (the whole disk)' })
+      .option('device', { type: 'string', describe: 'target device, e.g. /dev/sdb or /dev/mmcblk0 (the whole disk); without it, flash lists the removable drives' })
       .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'do not ask to confirm by typing the device name' })
       .option('verify', { type: 'boolean', default: true, describe: 'read the card back and compare (--no-verify skips it)' })
       .option('build-dir', { type: 'string', default: join('build', 'images'), describe: 'where node images and build records are' })
       .option('allow-loop', { type: 'boolean', default: false, hidden: true, describe: 'test override: accept loop devices' })
       .check((a) => {
-        if ((a.node === undefined) === (a.image === undefined)) throw new Error('give either a node name or --image PATH (not both)');
+        if (a.node !== undefined && a.image !== undefined) throw new Error('give either a node name or --image PATH (not both)');
+        if (a.device !== undefined && a.node === undefined && a.image === undefined) throw new Error('give either a node name or --image PATH (not both)');
         return true;
       })
+      .example('$0 flash', 'list the SD cards and USB drives that could be written')
       .example('$0 flash pi-cluster-2 --device /dev/sdb', 'write build/images/pi-cluster-2.img to /dev/sdb after confirmation')
       .example('$0 flash --image my.img --device /dev/mmcblk0 --yes -o json', 'no prompt, machine-readable report'),
   handler: async (argv) => {
     const out = io();
+    if (argv.device === undefined) {
+      await listDrives(argv);
+      return;
+    }
     const { image, recordPath } = imagePaths(argv, out.cwd);
     let size: number;
     try {
@@ -123,6 +131,44 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
     }
   },
 };
+
+/** No --device: list the removable drives (as rpi-imager's picker), say how to pick one, exit 2. */
+async function listDrives(argv: FlashArgs): Promise<void> {
+  const out = io();
+  let imageSize = 0;
+  let sourceDevices: string[] = [];
+  const what = argv.node ?? (argv.image === undefined ? 'pi-cluster-2' : `--image ${argv.image}`);
+  if (argv.node !== undefined || argv.image !== undefined) {
+    const { image } = imagePaths(argv, out.cwd);
+    const st = await stat(image).catch(() => undefined);
+    if (st?.isFile()) {
+      imageSize = st.size;
+      sourceDevices = await devicesHoldingFile(image).catch(() => []);
+    }
+  }
+  const allowLoop = argv['allow-loop'] || out.env.PI_IMAGE_ALLOW_LOOP === '1';
+  const drives = flashCandidates(await listBlockDevices(), { imageSize, sourceDevices, allowLoop });
+  const usable = drives.filter((d) => d.usable);
+  const error = new InputError(
+    drives.length === 0
+      ? 'no --device given, and no removable drive is attached'
+      : `no --device given: pick the drive to write (${usable.length} of ${drives.length} usable now)`,
+    {
+      hint:
+        drives.length === 0
+          ? 'insert the SD card (or USB drive) and run `pi-image flash` again to see it'
+          : `e.g. \`pi-image flash ${what} --device ${(usable[0] ?? drives[0])!.device}\`; the whole disk is overwritten after you confirm`,
+    },
+  );
+  if (argv.output === 'json') {
+    printJson(out, { devices: drives, ...errorJson(error) });
+  } else if (drives.length > 0) {
+    out.out(`${formatCandidates(drives).join('\n')}\n`);
+  }
+  out.err(`error: ${error.message}\n`);
+  if (error.hint) out.err(`hint: ${error.hint}\n`);
+  setExitCode(error.exitCode);
+}
 
 function round(n: number): number {
   return Math.round(n * 100) / 100;

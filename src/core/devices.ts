@@ -194,6 +194,21 @@ function isEmmc(d: BlockDevice, all: readonly BlockDevice[]): boolean {
   return flat.includes(`${d.name}boot0`) || flat.includes(`${d.name}boot1`) || flat.includes(`${d.name}rpmb`);
 }
 
+/**
+ * Why a whole disk is not removable media (internal eMMC, or RM=0, HOTPLUG=0 on a transport other
+ * than USB or MMC), or undefined when it is: the one removable-media rule for classifyDevice and the
+ * candidate list.
+ */
+export function notRemovableReason(d: BlockDevice, all: readonly BlockDevice[]): string | undefined {
+  if (d.tran === 'mmc' && isEmmc(d, all)) {
+    return `${d.path} is internal eMMC storage (it has ${d.name}boot0/boot1 hardware partitions), not an SD card`;
+  }
+  if (!d.rm && !d.hotplug && d.tran !== 'usb' && d.tran !== 'mmc') {
+    return `${d.path} is not removable (RM=0, HOTPLUG=0, transport ${d.tran ?? 'unknown'}) — it looks like an internal disk; pi-image only writes SD cards and USB drives`;
+  }
+  return undefined;
+}
+
 // ── classification ───────────────────────────────────────────────────────────────────────────────
 
 /** Decides whether `target` may be overwritten with an image of `imageSize` bytes. */
@@ -239,13 +254,8 @@ export function classifyDevice(input: ClassifyInput): DeviceVerdict {
 
   // removable?
   if (d.type === 'disk' && !d.name.startsWith('zram')) {
-    if (d.tran === 'mmc' && isEmmc(d, devices)) {
-      refusals.push(`${d.path} is internal eMMC storage (it has ${d.name}boot0/boot1 hardware partitions), not an SD card`);
-    } else if (!d.rm && !d.hotplug && d.tran !== 'usb' && d.tran !== 'mmc') {
-      refusals.push(
-        `${d.path} is not removable (RM=0, HOTPLUG=0, transport ${d.tran ?? 'unknown'}) — it looks like an internal disk; pi-image only writes SD cards and USB drives`,
-      );
-    }
+    const notRemovable = notRemovableReason(d, devices);
+    if (notRemovable !== undefined) refusals.push(notRemovable);
   }
 
   // medium and size
