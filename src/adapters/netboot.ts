@@ -260,7 +260,7 @@ export async function exportNode(node: NetbootNodePlan, image: string): Promise<
   try {
     await stat(image);
   } catch {
-    throw new InputError(`${node.node}: image ${image} does not exist`, { hint: `build it first: \`pi-image bake ${node.node}\`` });
+    throw new InputError(`${node.node}: image ${image} does not exist`, { hint: `build it first: \`pi-image build ${node.node}\`` });
   }
   const layout = await inspectImage(image, { bootLabel: null, rootLabel: null });
   let bootFiles = 0;
@@ -271,7 +271,7 @@ export async function exportNode(node: NetbootNodePlan, image: string): Promise<
     try {
       original = await readFile(cmdlinePath, 'utf8');
     } catch {
-      throw new InputError(`${node.node}: image ${image} has no cmdline.txt on its boot partition`, { hint: 'is it a Raspberry Pi OS image built by `pi-image bake`?' });
+      throw new InputError(`${node.node}: image ${image} has no cmdline.txt on its boot partition`, { hint: 'is it a Raspberry Pi OS image built by `pi-image build`?' });
     }
     await writeFile(cmdlinePath, netbootCmdline(original, node), { mode: 0o644 });
   });

@@ -60,7 +60,7 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
       if (err instanceof InputError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new InputError(`image ${image} does not exist`, {
-          hint: argv.node === undefined ? 'check the --image path' : `build it first: \`pi-image bake ${argv.node}\``,
+          hint: argv.node === undefined ? 'check the --image path' : `build it first: \`pi-image build ${argv.node}\``,
         });
       }
       throw new IoError(`cannot read image ${image}: ${(err as Error).message}`, { cause: err });
