@@ -6,7 +6,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { type Io, processIo } from './app/io.js';
 import { toolVersion } from './app/version.js';
 import { resetSecretValuesSeen, secretValuesSeen } from './adapters/secrets.js';
@@ -93,6 +93,7 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo()): 
       throw new UsageError(msg ?? String(err));
     });
 
+  kubectlStyleExamples(parser);
   try {
     let printed = '';
     await parser.parseAsync([...argv], {}, (_err, _argv, output) => {
@@ -104,6 +105,20 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo()): 
     exitCode = report(io, error);
   }
   return exitCode;
+}
+
+/**
+ * Help examples as kubectl prints them: the description as a `# comment` line, the command on a
+ * line of its own. yargs puts them side by side in two columns, the command column at most half the
+ * width, which wraps long commands in the middle (and breaks copy-paste). An example without a
+ * description takes the whole width in yargs, so each example becomes two of those.
+ */
+function kubectlStyleExamples(parser: Argv): void {
+  const example = parser.example.bind(parser) as (cmd: string, description: string) => Argv;
+  (parser as unknown as { example: (cmd: string, description?: string) => Argv }).example = (cmd, description) => {
+    if (description) example(`# ${description}`, '');
+    return example(cmd, '');
+  };
 }
 
 function isMain(): boolean {

@@ -50,7 +50,7 @@ export const initCommand: CommandModule<GlobalArgs, InitArgs> = {
       .option('timezone', { type: 'string', coerce: lastString, describe: 'IANA timezone (default UTC)' })
       .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'ask nothing, even on a terminal: flags and defaults only' })
       .example('$0 init', 'answer a few questions on a terminal, write nodes/')
-      .example('$0 init site-b --cluster-name site-b --servers 3 --agents 4 --cidr 192.168.50.0/24 --ssh-key ~/.ssh/id_ed25519.pub', 'no questions: every value from flags')
+      .example('$0 init site-b --servers 3 --agents 4 --cidr 192.168.50.0/24 --ssh-key ~/.ssh/ops.pub', 'no questions: flags and defaults')
       .example('$0 init lab --dhcp --endpoint k3s.lab.example --yes', 'DHCP network, defaults for the rest'),
   handler: async (argv) => {
     const out = io();
