@@ -325,9 +325,9 @@ async function main() {
         floorBake(base, join(out, 'floor.img'), layout, seed, rootfs, payload, root);
         return since(t0);
       },
-      one: () => timeCommand(process.execPath, cli('build', NODE, '--out', out), { cwd: root, env }),
-      oneBasePath: () => timeCommand(process.execPath, cli('build', NODE, '--base', base, '--out', out), { cwd: root, env }),
-      all: () => timeCommand(process.execPath, cli('build', '--all', '--jobs', '2', '--out', out), { cwd: root, env }),
+      one: () => timeCommand(process.execPath, cli('build', NODE, '--build-dir', out), { cwd: root, env }),
+      oneBasePath: () => timeCommand(process.execPath, cli('build', NODE, '--base', base, '--build-dir', out), { cwd: root, env }),
+      all: () => timeCommand(process.execPath, cli('build', '--all', '--jobs', '2', '--build-dir', out), { cwd: root, env }),
       version: () => timeCommand(process.execPath, [CLI, '--version'], { cwd: root, env }),
     };
     if (COMPARE) {

@@ -13,6 +13,7 @@ import { resetSecretValuesSeen, secretValuesSeen } from './adapters/secrets.js';
 import { redact } from './core/redact.js';
 import { installInterruptHandlers } from './adapters/terminal.js';
 import { EXIT_CODES, PiImageError } from './core/errors.js';
+import { errorJson, wantsJson } from './core/error-json.js';
 import { commands } from './commands/index.js';
 import { getExitCode, setIo } from './commands/context.js';
 import { completeWords } from './commands/completion.js';
@@ -31,10 +32,32 @@ class UsageError extends PiImageError {
   }
 }
 
-function report(io: Io, error: unknown): number {
+/** The chain of `cause`s under an error (tool output, errno), printed with -v. */
+function causes(error: unknown): string[] {
+  const out: string[] = [];
+  let cur = error instanceof Error ? error.cause : undefined;
+  while (cur !== undefined && out.length < 5) {
+    out.push(cur instanceof Error ? `${cur.name}: ${cur.message}` : String(cur));
+    cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return out;
+}
+
+/**
+ * Prints an error and returns its exit code. Text on stderr; with `-o json` also one JSON document
+ * `{ "error": { category, exitCode, message, details, hint } }` on stdout (docs/cli.md). `-v` adds
+ * the chain of causes (the failing tool's own message, the errno).
+ */
+function report(io: Io, error: unknown, opts: { json: boolean; verbose: boolean }): number {
+  const because = opts.verbose ? causes(error) : [];
+  if (opts.json) {
+    const doc = errorJson(error);
+    io.out(`${JSON.stringify(because.length ? { error: { ...doc.error, causes: because } } : doc, null, 2)}\n`);
+  }
   if (error instanceof PiImageError) {
     io.err(`error: ${error.message}\n`);
     for (const line of error.details) io.err(`  ${line}\n`);
+    for (const line of because) io.err(`  caused by: ${line}\n`);
     if (error.hint) io.err(`hint: ${error.hint}\n`);
     if (error.category === 'internal' && error.stack) io.err(`${error.stack}\n`);
     return error.exitCode;
@@ -73,7 +96,7 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo()): 
       describe: 'output format',
       global: true,
     })
-    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'more detail', global: true })
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'more detail: the causes of an error (the failing tool\'s own message), extra columns where a command has them', global: true })
     .command(commands)
     // answers `--get-yargs-completions` for the scripts of `pi-image completion` (hidden command)
     .completion('__complete', false, completeWords(io.cwd, completionWords(argv)))
@@ -96,13 +119,14 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo()): 
   kubectlStyleExamples(parser);
   try {
     let printed = '';
-    await parser.parseAsync([...argv], {}, (_err, _argv, output) => {
+    // no arguments at all: the help, as kubectl and git do (exit 0)
+    await parser.parseAsync(argv.length === 0 ? ['--help'] : [...argv], {}, (_err, _argv, output) => {
       printed = output;
     });
     if (printed) io.out(printed.endsWith('\n') ? printed : `${printed}\n`);
     exitCode = getExitCode();
   } catch (error) {
-    exitCode = report(io, error);
+    exitCode = report(io, error, { json: wantsJson(argv), verbose: argv.some((a) => a === '-v' || a === '--verbose' || /^-[a-zA-Z]*v[a-zA-Z]*$/.test(a)) });
   }
   return exitCode;
 }

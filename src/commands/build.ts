@@ -13,7 +13,9 @@ interface BuildArgs extends GlobalArgs {
   nodes: string[];
   all: boolean;
   base?: string;
-  out: string;
+  'build-dir': string;
+  /** deprecated spelling of --build-dir */
+  out?: string;
   compress: 'none' | 'xz' | 'zstd';
   jobs: number;
   'dry-run': boolean;
@@ -27,7 +29,8 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       .positional('nodes', { type: 'string', array: true, default: [], describe: 'hostnames from the inventory' })
       .option('all', { type: 'boolean', default: false, describe: 'every node of the inventory' })
       .option('base', { type: 'string', describe: 'base image: catalogue name (cached) or path to a raw .img; default: cluster.yaml image' })
-      .option('out', { type: 'string', default: join('build', 'images'), describe: 'output directory' })
+      .option('build-dir', { type: 'string', default: join('build', 'images'), describe: 'where the images and build records go (the directory flash, diff, netboot read)' })
+      .option('out', { type: 'string', hidden: true, describe: 'deprecated: use --build-dir' })
       .option('compress', { choices: ['none', 'xz', 'zstd'] as const, default: 'none' as const, describe: 'compress the images' })
       .option('jobs', { alias: 'j', type: 'number', default: 2, describe: 'nodes baked in parallel' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan, write nothing' })
@@ -42,7 +45,9 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
     }
     if (!Number.isInteger(argv.jobs) || argv.jobs < 1) throw new InputError(`--jobs ${argv.jobs}: must be a whole number ≥ 1`);
     const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
-    const outDir = isAbsolute(argv.out) ? argv.out : join(out.cwd, argv.out);
+    if (argv.out !== undefined) out.err('note: --out is deprecated for build; use --build-dir (the name every command uses for the image directory)\n');
+    const dir = argv.out ?? argv['build-dir'];
+    const outDir = isAbsolute(dir) ? dir : join(out.cwd, dir);
     const progress = createProgress(out, { quiet: argv['dry-run'], everyMs: 10_000, labelWidth: 14 });
     const tasks = new Map<string, ProgressTask>();
     const started = Date.now();

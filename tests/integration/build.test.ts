@@ -47,7 +47,7 @@ const build = (args: string[]) => cli(['build', ...args], { cwd: inv.root, env }
 describe('pi-image build', () => {
   it('bakes a server and an agent image whose seed, cmdline and payload read back exactly', async () => {
     const out = join(inv.root, 'out1');
-    const r = await build(['pi-cluster-1', 'pi-cluster-4', '--base', base.path, '--out', out]);
+    const r = await build(['pi-cluster-1', 'pi-cluster-4', '--base', base.path, '--build-dir', out]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('built 2 image(s)');
     expect(sha(readFileSync(base.path))).toBe(baseSha); // the base is never modified
@@ -122,14 +122,14 @@ describe('pi-image build', () => {
       writeFileSync(join(airgap, 'install.sh'), '#!/bin/sh\necho install\n');
       const out = join(agInv.root, 'out');
 
-      const incomplete = await cli(['build', 'pi-cluster-3', '--base', base.path, '--out', out], { cwd: agInv.root, env: agEnv });
+      const incomplete = await cli(['build', 'pi-cluster-3', '--base', base.path, '--build-dir', out], { cwd: agInv.root, env: agEnv });
       expect(incomplete.code).toBe(2);
       expect(incomplete.stderr).toContain('lacks k3s-airgap-images-arm64.tar.zst');
       expect(existsSync(join(out, 'pi-cluster-3.img'))).toBe(false);
 
       const images = randomBytes(2 * 1024 * 1024);
       writeFileSync(join(airgap, 'k3s-airgap-images-arm64.tar.zst'), images);
-      const ok = await cli(['build', 'pi-cluster-3', '--base', base.path, '--out', out], { cwd: agInv.root, env: agEnv });
+      const ok = await cli(['build', 'pi-cluster-3', '--base', base.path, '--build-dir', out], { cwd: agInv.root, env: agEnv });
       expect(ok.code, ok.stderr).toBe(0);
       const root = { image: join(out, 'pi-cluster-3.img'), offset: base.rootOffset };
       expect((await ext4ReadFile(root, '/usr/local/bin/k3s')).equals(binary)).toBe(true);
@@ -145,7 +145,7 @@ describe('pi-image build', () => {
 
   it('compresses with zstd into <node>.img.zst that decompresses to the recorded raw image', async () => {
     const out = join(inv.root, 'out-zst');
-    const r = await build(['pi-cluster-2', '--base', base.path, '--out', out, '--compress', 'zstd', '-o', 'json']);
+    const r = await build(['pi-cluster-2', '--base', base.path, '--build-dir', out, '--compress', 'zstd', '-o', 'json']);
     expect(r.code, r.stderr).toBe(0);
     const record = JSON.parse(r.stdout).images[0];
     expect(record.image.path).toBe(join(out, 'pi-cluster-2.img.zst'));
@@ -158,7 +158,7 @@ describe('pi-image build', () => {
     const imported = await cli(['images', 'import', base.path, '--name', 'raspios-lite-arm64-trixie'], { cwd: inv.root, env });
     expect(imported.code, imported.stderr).toBe(0);
     const out = join(inv.root, 'out-cache');
-    const ok = await build(['pi-cluster-2', '--out', out]);
+    const ok = await build(['pi-cluster-2', '--build-dir', out]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(readFileSync(join(out, 'pi-cluster-2.json'), 'utf8')).base.sha256).toBe(baseSha);
 
@@ -168,7 +168,7 @@ describe('pi-image build', () => {
     writeSync(fd, Buffer.from([0x42]), 0, 1, base.rootOffset + 4096 * 3 + 17);
     closeSync(fd);
     const out2 = join(inv.root, 'out-cache-changed');
-    const bad = await build(['pi-cluster-2', '--out', out2]);
+    const bad = await build(['pi-cluster-2', '--build-dir', out2]);
     expect(bad.code).toBe(4);
     expect(bad.stderr).toContain('has changed since it was fetched');
     expect(bad.stderr).toContain('pi-image images fetch raspios-lite-arm64-trixie --force');
@@ -177,7 +177,7 @@ describe('pi-image build', () => {
 
   it('--dry-run prints the plan and writes nothing', async () => {
     const out = join(inv.root, 'out-dry');
-    const r = await build(['--all', '--base', base.path, '--out', out, '--dry-run']);
+    const r = await build(['--all', '--base', base.path, '--build-dir', out, '--dry-run']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('pi-cluster-1 (server');
     expect(r.stdout).toContain('/var/lib/rancher/k3s/server/manifests/');
@@ -195,7 +195,7 @@ describe('pi-image build', () => {
   for (const [name, args, code, message] of bad) {
     it(`refuses ${name} and leaves no output`, async () => {
       const out = join(inv.root, `out-bad-${name.replace(/\W+/g, '-')}`);
-      const r = await build([...args(), '--out', out]);
+      const r = await build([...args(), '--build-dir', out]);
       expect(r.code, r.stderr).toBe(code);
       expect(r.stderr).toContain(message);
       expect(r.stderr).toMatch(/hint: /);
@@ -207,7 +207,7 @@ describe('pi-image build', () => {
   it('a build killed mid-way leaves no output file', async () => {
     const out = join(inv.root, 'out-kill');
     const tsx = pathToFileURL(join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
-    const child = spawn(process.execPath, ['--import', tsx, join(REPO_ROOT, 'src/cli.ts'), 'build', 'pi-cluster-2', '--base', base.path, '--out', out], {
+    const child = spawn(process.execPath, ['--import', tsx, join(REPO_ROOT, 'src/cli.ts'), 'build', 'pi-cluster-2', '--base', base.path, '--build-dir', out], {
       cwd: inv.root,
       env,
       stdio: 'ignore',

@@ -45,12 +45,6 @@ describe('pi-image CLI', () => {
     expect(r.stderr).toContain('Unknown argument');
   });
 
-  it('no command at all is a usage error', async () => {
-    const r = await cli([]);
-    expect(r.code).toBe(EXIT_CODES.input);
-    expect(r.stderr).toContain('pi-image needs a command');
-  });
-
   it('exit codes are distinct per category', () => {
     const codes = Object.values(EXIT_CODES);
     expect(new Set(codes).size).toBe(codes.length);
@@ -63,5 +57,52 @@ describe('usage errors from a command\'s own argument checks', () => {
     expect(r.code).toBe(EXIT_CODES.input);
     expect(r.stderr).toContain('give either a node name or --image PATH');
     expect(r.stderr).not.toContain('internal error');
+  });
+});
+
+describe('CLI conventions', () => {
+  it('no arguments prints the help (exit 0)', async () => {
+    const r = await cli([]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^pi-image <command> \[options\]/);
+    expect(r.stdout).toContain('Commands:');
+  });
+
+  it('-o json: an error is one JSON document on stdout, the text on stderr, same exit code', async () => {
+    const usage = await cli(['validate', '--strcit', '-o', 'json']);
+    expect(usage.code).toBe(EXIT_CODES.input);
+    expect(JSON.parse(usage.stdout)).toEqual({
+      error: { category: 'input', exitCode: 2, message: 'Unknown argument: strcit', details: [], hint: 'run `pi-image --help` or `pi-image <command> --help`' },
+    });
+    expect(usage.stderr).toContain('error: Unknown argument: strcit');
+    const missing = await cli(['--output=json', 'validate', '-i', 'does-not-exist']);
+    const doc = JSON.parse(missing.stdout) as { error: { category: string; message: string; hint: string } };
+    expect(doc.error.category).toBe('input');
+    expect(doc.error.message).toBe('inventory directory does-not-exist does not exist');
+    expect(missing.code).toBe(2);
+    const text = await cli(['validate', '-i', 'does-not-exist']);
+    expect(text.stdout).toBe('');
+  });
+
+  it('-v adds the causes of an error', async () => {
+    // /proc does not take new directories: the write fails with an errno underneath
+    const plain = await cli(['init', '/proc/pi-image-test', '--yes']);
+    const verbose = await cli(['init', '/proc/pi-image-test', '--yes', '-v']);
+    expect(plain.code).toBe(EXIT_CODES.io);
+    expect(verbose.code).toBe(plain.code);
+    expect(plain.stderr).toContain('error: cannot create /proc/pi-image-test');
+    expect(plain.stderr).not.toContain('caused by');
+    expect(verbose.stderr).toMatch(/ {2}caused by: Error: E[A-Z]+: .*mkdir '\/proc\/\.pi-image-test\.init-/);
+    const json = await cli(['init', '/proc/pi-image-test', '--yes', '-v', '-o', 'json']);
+    expect((JSON.parse(json.stdout) as { error: { causes: string[] } }).error.causes[0]).toMatch(/mkdir/);
+  });
+
+  it('build takes --build-dir like every other command; --out is a hidden, deprecated alias', async () => {
+    const help = await cli(['build', '--help']);
+    expect(help.stdout).toContain('--build-dir');
+    expect(help.stdout).not.toMatch(/--out\b/);
+    for (const name of ['flash', 'diff', 'netboot', 'rebuild', 'boot-test']) {
+      expect((await cli([name, '--help'])).stdout).toContain('--build-dir');
+    }
   });
 });
