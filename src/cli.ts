@@ -9,12 +9,12 @@ import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { type Io, processIo } from './app/io.js';
 import { toolVersion } from './app/version.js';
-import { resetSecretValuesSeen, secretValuesSeen } from './adapters/secrets.js';
+import { resetSecretValuesSeen, secretValuesSeen } from './adapters/secret-values.js';
 import { redact } from './core/redact.js';
 import { installInterruptHandlers } from './adapters/terminal.js';
 import { EXIT_CODES, PiImageError } from './core/errors.js';
 import { errorJson, wantsJson } from './core/error-json.js';
-import { commands } from './commands/index.js';
+import { commandsFor } from './commands/index.js';
 import { getExitCode, setIo } from './commands/context.js';
 import { completeWords } from './commands/completion.js';
 import { COMPLETION_KEY } from './core/completion.js';
@@ -97,7 +97,7 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo()): 
       global: true,
     })
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'more detail: the causes of an error (the failing tool\'s own message), extra columns where a command has them', global: true })
-    .command(commands)
+    .command(await commandsFor(completionWords(argv).length ? completionWords(argv).slice(1) : argv))
     // answers `--get-yargs-completions` for the scripts of `pi-image completion` (hidden command)
     .completion('__complete', false, completeWords(io.cwd, completionWords(argv)))
     .demandCommand(1, 'pi-image needs a command')

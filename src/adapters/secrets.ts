@@ -18,6 +18,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { Decrypter, Encrypter, armor, generateIdentity, identityToRecipient } from 'age-encryption';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
+import { rememberSecretValues } from './secret-values.js';
 import type { Secrets } from '../core/model.js';
 import {
   GENERATED_BYTES,
@@ -298,31 +299,11 @@ async function atomicWrite(file: string, contents: string, mode: number): Promis
 
 // ─── values seen in this process, for the CLI's last-line-of-defence redaction ───────────────
 
-const seenValues = new Set<string>();
-const printable = new Set<string>();
-
 function rememberValues(store: SecretsStore): void {
-  for (const entry of Object.values(store.secrets)) {
-    if (entry?.value && !printable.has(entry.value)) seenValues.add(entry.value);
-  }
+  rememberSecretValues(Object.values(store.secrets).flatMap((entry) => (entry?.value ? [entry.value] : [])));
 }
 
-/** Every secret value decrypted or written by this process (src/cli.ts masks them in all output). */
-export function secretValuesSeen(): string[] {
-  return [...seenValues];
-}
-
-/** Starts a new CLI run: forgets earlier values and permissions to print. */
-export function resetSecretValuesSeen(): void {
-  seenValues.clear();
-  printable.clear();
-}
-
-/** `secrets show --reveal NAME` prints exactly this value on purpose: let it through the mask. */
-export function allowToPrint(value: string): void {
-  printable.add(value);
-  seenValues.delete(value);
-}
+export { allowToPrint, resetSecretValuesSeen, secretValuesSeen } from './secret-values.js';
 
 /** Reads and decrypts the store; undefined when the file does not exist. */
 async function readStore(inventoryDir: string, key: LoadedKey, clusterName: string): Promise<SecretsStore | undefined> {

@@ -7,10 +7,12 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSecretsStore } from '../../src/adapters/secrets.js';
-import { commands } from '../../src/commands/index.js';
+import { loadAllCommands } from '../../src/commands/index.js';
 import { makePiOsImage, type PiOsImage } from '../helpers/pi-os-image.js';
 import { cli, type CliResult } from '../helpers/run-cli.js';
 import { sampleFiles, writeInventory } from '../helpers/sample-inventory.js';
+
+const commands = await loadAllCommands();
 
 let base: PiOsImage;
 let inv: ReturnType<typeof writeInventory>;

@@ -2,10 +2,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { commands } from '../../src/commands/index.js';
+import { loadAllCommands } from '../../src/commands/index.js';
 import { EXIT_CODES } from '../../src/core/errors.js';
 import { cli } from '../helpers/run-cli.js';
 import { REPO_ROOT } from '../helpers/sample-inventory.js';
+
+const commands = await loadAllCommands();
 
 describe('pi-image CLI', () => {
   it('--version prints the package version', async () => {
@@ -106,3 +108,49 @@ describe('CLI conventions', () => {
     }
   });
 });
+
+describe('lazy command loading', () => {
+  it('the summaries in commands/index.ts are the modules\' own', async () => {
+    const { commandEntries } = await import('../../src/commands/index.js');
+    expect(commandEntries.map((e) => [e.command, e.describe])).toEqual(commands.map((c) => [c.command, c.describe]));
+    for (const e of commandEntries) expect(e.command.split(' ')[0]).toBe(e.name);
+  });
+
+  it('finds the invoked command past global options', async () => {
+    const { invokedCommand } = await import('../../src/commands/index.js');
+    expect(invokedCommand(['-i', 'site-b', '-o', 'json', 'validate', '--strict'])?.name).toBe('validate');
+    expect(invokedCommand(['--inventory', 'validate', 'build', 'x'])?.name).toBe('build');
+    expect(invokedCommand(['--help'])).toBeUndefined();
+    expect(invokedCommand(['nonsense'])).toBeUndefined();
+  });
+
+  it('start-up imports no command module: static imports from src/cli.ts reach no command, no age, Kubernetes or ssh2', () => {
+    const reached = staticImports(join(REPO_ROOT, 'src/cli.ts'));
+    const commandsReached = [...reached].filter((f) => f.includes('/src/commands/') && !/\/(context|index|completion)\.ts$/.test(f));
+    expect(commandsReached).toEqual([]);
+    const packages = [...reached].filter((f) => !f.startsWith('/'));
+    for (const heavy of ['age-encryption', '@kubernetes/client-node', 'ssh2', 'execa', 'zod', 'handlebars', 'cli-progress']) expect(packages).not.toContain(heavy);
+    // and the validate command reaches zod + yaml but not the cluster or SSH code
+    const validate = staticImports(join(REPO_ROOT, 'src/commands/validate.ts'));
+    expect([...validate]).toContain('zod');
+    for (const heavy of ['@kubernetes/client-node', 'ssh2', 'age-encryption']) expect([...validate]).not.toContain(heavy);
+  });
+});
+
+/** Files and packages reachable from `file` through static `import … from` (not `import()`). */
+function staticImports(file: string, seen = new Set<string>()): Set<string> {
+  const text = readFileSync(file, 'utf8');
+  for (const m of text.matchAll(/^(?:import|export)\s+(?!type\b)[^;]*?\sfrom\s+'([^']+)'/gm)) {
+    const spec = m[1]!;
+    if (spec.startsWith('.')) {
+      const target = join(file, '..', spec).replace(/\.js$/, '.ts');
+      if (!seen.has(target)) {
+        seen.add(target);
+        staticImports(target, seen);
+      }
+    } else if (!spec.startsWith('node:')) {
+      seen.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
+    }
+  }
+  return seen;
+}

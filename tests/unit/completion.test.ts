@@ -7,10 +7,12 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { commands } from '../../src/commands/index.js';
+import { loadAllCommands } from '../../src/commands/index.js';
 import { completionScript, refineCompletions, shellFromEnv } from '../../src/core/completion.js';
 import { cli } from '../helpers/run-cli.js';
 import { REPO_ROOT } from '../helpers/sample-inventory.js';
+
+const commands = await loadAllCommands();
 
 const names = commands.map((c) => String(c.command).split(' ')[0]!);
 const roots: string[] = [];
