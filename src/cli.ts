@@ -128,6 +128,7 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo()): 
   } catch (error) {
     exitCode = report(io, error, { json: wantsJson(argv), verbose: argv.some((a) => a === '-v' || a === '--verbose' || /^-[a-zA-Z]*v[a-zA-Z]*$/.test(a)) });
   }
+  rawIo.close?.();
   return exitCode;
 }
 

@@ -13,11 +13,16 @@ export interface Io {
   prompt?: (question: string) => Promise<string>;
   /** like prompt, without echoing what is typed (an SSH key passphrase); undefined when there is no terminal */
   promptSecret?: (question: string) => Promise<string>;
+  /** releases the terminal (the prompt's reader) when the run is over */
+  close?: () => void;
 }
 
 export type OutputFormat = 'text' | 'json';
 
 export function processIo(): Io {
+  // One readline for the whole run, read as a stream of lines: answers typed ahead or pasted at
+  // once are kept for the next questions (a readline per question would drop them).
+  let lines: { rl: import('node:readline').Interface; next: AsyncIterator<string> } | undefined;
   return {
     out: (t) => process.stdout.write(t),
     err: (t) => process.stderr.write(t),
@@ -26,17 +31,22 @@ export function processIo(): Io {
     cwd: process.cwd(),
     prompt: process.stdin.isTTY
       ? async (question: string) => {
-          const { createInterface } = await import('node:readline/promises');
-          const rl = createInterface({ input: process.stdin, output: process.stderr });
-          try {
-            return await rl.question(question);
-          } finally {
-            rl.close();
+          if (!lines) {
+            const { createInterface } = await import('node:readline');
+            const rl = createInterface({ input: process.stdin, output: process.stderr });
+            lines = { rl, next: rl[Symbol.asyncIterator]() };
           }
+          lines.rl.setPrompt(question);
+          lines.rl.prompt();
+          const r = await lines.next.next();
+          return r.done === true ? '' : r.value;
         }
       : undefined,
     promptSecret: process.stdin.isTTY
       ? async (question: string) => {
+          // the line reader of `prompt` would compete for stdin: close it first
+          lines?.rl.close();
+          lines = undefined;
           const { createInterface } = await import('node:readline/promises');
           const { Writable } = await import('node:stream');
           process.stderr.write(question);
@@ -51,6 +61,10 @@ export function processIo(): Io {
           }
         }
       : undefined,
+    close: () => {
+      lines?.rl.close();
+      lines = undefined;
+    },
   };
 }
 

@@ -2,7 +2,8 @@
  * `pi-image init`: scaffolds an inventory that passes `validate`, with the schema modeline in every
  * file; flags without a terminal, questions on one; never overwrites an inventory.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -182,5 +183,20 @@ describe('pi-image init (questions on a terminal)', () => {
     const again = await cli(['init', 'other', '--yes'], { cwd: root, prompt });
     expect(again.code).toBe(0);
     expect(asked).toHaveLength(1);
+  });
+
+  // the real terminal path: a pty from util-linux `script`, answers typed ahead in one go
+  it.skipIf(!existsSync('/usr/bin/script'))('on a real terminal, reads answers typed ahead', () => {
+    const root = tmp();
+    const tsx = join(REPO_ROOT, 'node_modules/.bin/tsx');
+    const out = execFileSync('script', ['-qfec', `${tsx} ${join(REPO_ROOT, 'src/cli.ts')} init`, '/dev/null'], {
+      cwd: root,
+      input: 'lab\n1\n1\n\n\npi4\n\n',
+      env: { ...process.env, HOME: root },
+      encoding: 'utf8',
+    });
+    expect(out).toContain('SSH public key file for the admin user [none: a placeholder]:');
+    expect(out).toContain('created nodes/ with cluster.yaml, lab-1.yaml, lab-2.yaml');
+    expect(readFileSync(join(root, 'nodes', 'lab-2.yaml'), 'utf8')).toMatch(/role: agent\n[^]*board: pi4/);
   });
 });
