@@ -9,12 +9,13 @@
  *   const vm = await startVm({ image });                 // disk opened with snapshot=on: image untouched
  *   await vm.waitForConsole(/login:/, { timeoutMs: 300_000 });
  *   await waitForSsh(vm, { user: 'admin', identityFile: key });
- *   const r = await sshExec(vm, 'cloud-init status --long', { user: 'admin', identityFile: key });
+ *   const r = await vmExec(vm, 'cloud-init status --long', { user: 'admin', identityFile: key });
  *   await vm.stop();                                     // ACPI-less virt: power button via QMP, then kill
  *
  * The serial console goes to `vm.consoleLog` (a file). SSH is forwarded from 127.0.0.1:<sshPort>.
  */
 import { execa, type ResultPromise } from 'execa';
+import type { SshFailure } from './ssh.js';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -227,8 +228,6 @@ export interface WaitOptions {
 export interface SshOptions {
   user: string;
   identityFile: string;
-  /** per-attempt connect timeout in seconds (default 10) */
-  connectTimeoutS?: number;
 }
 
 export interface StopOptions {
@@ -407,36 +406,31 @@ export async function requireQemu(): Promise<void> {
 
 // ── SSH ──────────────────────────────────────────────────────────────────────────────────────────
 
-function sshArgs(vm: Pick<Vm, 'sshPort'>, o: SshOptions): string[] {
-  return [
-    '-o', 'StrictHostKeyChecking=no',
-    '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'LogLevel=ERROR',
-    '-o', 'BatchMode=yes',
-    '-o', 'IdentitiesOnly=yes',
-    '-o', `ConnectTimeout=${o.connectTimeoutS ?? 10}`,
-    '-i', o.identityFile,
-    '-p', String(vm.sshPort),
-    `${o.user}@127.0.0.1`,
-  ];
-}
-
 export interface SshResult {
   stdout: string;
   stderr: string;
   exitCode: number;
+  /** why SSH itself failed (exit code 255, as with OpenSSH); undefined when the command ran */
+  failure?: SshFailure;
 }
 
-/** Runs one shell command in the guest over SSH (never throws for a non-zero exit). */
-export async function sshExec(vm: Pick<Vm, 'sshPort'>, command: string, o: SshOptions & { timeoutMs?: number }): Promise<SshResult> {
-  await requireTools(['ssh']);
-  const r = await execa('ssh', [...sshArgs(vm, o), command], {
-    reject: false,
-    stdin: 'ignore',
-    timeout: o.timeoutMs ?? 120_000,
-  });
-  if (r.code === 'ENOENT') throw new EnvironmentError('`ssh` is not installed', { hint: installHint('ssh') });
-  return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
+/**
+ * Runs one shell command in the guest over SSH (src/adapters/ssh.ts, the one SSH client), with the
+ * identity file only and the guest's throwaway host keys unchecked. Never throws for a non-zero
+ * exit, nor for an SSH failure (exit 255 with the reason, as a booting guest produces them); a
+ * key file that cannot be used is an EnvironmentError.
+ */
+export async function vmExec(vm: Pick<Vm, 'sshPort'>, command: string, o: SshOptions & { timeoutMs?: number }): Promise<SshResult> {
+  // loaded here, not at start-up: ssh2 is a heavy library every other command would pay for
+  const { keyFileAuth, SshError, sshExec } = await import('./ssh.js');
+  const auth = await keyFileAuth(o.identityFile, '--identity', process.env);
+  try {
+    const r = await sshExec({ host: '127.0.0.1', port: vm.sshPort, username: o.user, auth, knownHostsPath: undefined, command, timeoutMs: o.timeoutMs ?? 120_000 });
+    return { stdout: r.stdout.toString('utf8'), stderr: r.stderr, exitCode: r.exitCode };
+  } catch (error) {
+    if (error instanceof SshError) return { stdout: '', stderr: error.message, exitCode: 255, failure: error.reason };
+    throw error;
+  }
 }
 
 /** Polls until `ssh user@vm true` succeeds; returns milliseconds since the VM started. */
@@ -447,7 +441,7 @@ export async function waitForSsh(vm: Vm, o: SshOptions & WaitOptions): Promise<n
     if (!vm.isRunning()) {
       throw new IoError('VM stopped while waiting for SSH', { details: tail(await vm.readConsole()) });
     }
-    const r = await sshExec(vm, 'true', { ...o, timeoutMs: 30_000 });
+    const r = await vmExec(vm, 'true', { ...o, timeoutMs: 30_000 });
     if (r.exitCode === 0) return Date.now() - vm.startedAt;
     checkPanic(await vm.readConsole(), vm.consoleLog);
     const last = r.stderr.trim();

@@ -21,12 +21,24 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { type AnyAuthMethod, type AuthenticationType, Client, type ConnectConfig, type NextAuthHandler, utils } from 'ssh2';
 import { ClusterError, EnvironmentError } from '../core/errors.js';
 
+/** Why an SSH exchange failed, for callers that retry (boot-test waits through a booting guest). */
+export type SshFailure = 'refused' | 'unreachable' | 'closed' | 'timeout' | 'host-key-changed' | 'exec';
+
+/** A failed SSH exchange (not a failed command: that is a result with its exit code). */
+export class SshError extends ClusterError {
+  readonly reason: SshFailure;
+  constructor(reason: SshFailure, message: string, opts: { hint?: string } = {}) {
+    super(message, opts);
+    this.reason = reason;
+  }
+}
+
 export interface HostKeyInfo {
   type: string;
   /** SHA256:… as `ssh-keygen -lf` prints it */
   fingerprint: string;
-  /** known: matched the file; recorded: first contact, now written to the file */
-  status: 'known' | 'recorded';
+  /** known: matched the file; recorded: first contact, now written to the file; unchecked: no file (throwaway VMs) */
+  status: 'known' | 'recorded' | 'unchecked';
 }
 
 /** How to log in: an ssh-agent socket and/or a key file (either may be absent, not both). */
@@ -51,7 +63,8 @@ export interface SshExecOptions {
   port: number;
   username: string;
   auth: SshAuth;
-  knownHostsPath: string;
+  /** the known_hosts file host keys are pinned in; undefined only for throwaway VMs (not checked) */
+  knownHostsPath: string | undefined;
   command: string;
   timeoutMs: number;
 }
@@ -163,7 +176,7 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
   if (!opts.auth.agent && !opts.auth.key) throw new EnvironmentError(`no SSH key to log in to ${where} with`, { hint: KEY_HINT });
   // without an agent the key is needed anyway: unlock it before connecting (a prompt cannot race the deadline)
   let unlocked = !opts.auth.agent && opts.auth.key ? await unlockKey(opts.auth.key) : undefined;
-  const known = knownEntries(await readKnownHosts(opts.knownHostsPath), name);
+  const known = opts.knownHostsPath === undefined ? [] : knownEntries(await readKnownHosts(opts.knownHostsPath), name);
   let presented: { type: string; b64: string; fp: string } | undefined;
   let mismatch = false;
 
@@ -207,7 +220,7 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
     const arm = (): void => {
       armedAt = Date.now();
       timer = setTimeout(
-        () => fail(new ClusterError(`ssh ${where}: no answer within ${Math.round(opts.timeoutMs / 100) / 10} s (--timeout)`, { hint: 'is the node up and sshd running? check the address with --host, or raise --timeout' })),
+        () => fail(new SshError('timeout', `ssh ${where}: no answer within ${Math.round(opts.timeoutMs / 100) / 10} s (--timeout)`, { hint: 'is the node up and sshd running? check the address with --host, or raise --timeout' })),
         Math.max(1, left),
       );
     };
@@ -253,7 +266,7 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
       if (mismatch && presented) {
         const lines = known.map((k) => k.line).join(', ');
         fail(
-          new ClusterError(`the host key of ${name} CHANGED: it presented ${presented.type} ${presented.fp}, ${opts.knownHostsPath} line ${lines} has another — refusing to connect`, {
+          new SshError('host-key-changed', `the host key of ${name} CHANGED: it presented ${presented.type} ${presented.fp}, ${opts.knownHostsPath} line ${lines} has another — refusing to connect`, {
             hint: `this happens when a node is reflashed (new host keys) — or when something is impersonating it. If you know why, delete line ${lines} of ${opts.knownHostsPath} and run again to record the new key.`,
           }),
         );
@@ -267,19 +280,21 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
           return;
         }
         fail(
-          new ClusterError(`ssh ${where}: the server refused ${tried.length > 0 ? tried.join(' and ') : 'every key'} (authentication failed)`, {
+          new SshError('refused', `ssh ${where}: the server refused ${tried.length > 0 ? tried.join(' and ') : 'every key'} (authentication failed)`, {
             hint: 'use the key whose public half is in cluster.yaml admin.sshKeys (--identity FILE / $PI_IMAGE_SSH_KEY, or ssh-add it), and the right user (--user)',
           }),
         );
         return;
       }
       const code = err.code ?? (err.level === 'client-timeout' ? 'timeout' : err.message);
-      fail(new ClusterError(`cannot ssh to ${where} (${code})`, { hint: 'is the node up, on the network and running sshd? the address comes from the first server in the inventory (override with --host / --ssh-port)' }));
+      const reason: SshFailure = ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(err.code ?? '') ? 'unreachable' : 'closed';
+      fail(new SshError(reason, `cannot ssh to ${where} (${code})`, { hint: 'is the node up, on the network and running sshd? the address comes from the first server in the inventory (override with --host / --ssh-port)' }));
     });
 
     conn.on('ready', () => {
       const record = async (): Promise<HostKeyInfo> => {
         const p = presented!;
+        if (opts.knownHostsPath === undefined) return { type: p.type, fingerprint: p.fp, status: 'unchecked' };
         if (known.length > 0) return { type: p.type, fingerprint: p.fp, status: 'known' };
         await mkdir(dirname(opts.knownHostsPath), { recursive: true, mode: 0o700 });
         await appendFile(opts.knownHostsPath, `${name} ${p.type} ${p.b64}\n`, { mode: 0o600 });
@@ -287,7 +302,7 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
       };
       conn.exec(opts.command, (err, stream) => {
         if (err) {
-          fail(new ClusterError(`ssh ${where}: could not run the command (${err.message})`));
+          fail(new SshError('exec', `ssh ${where}: could not run the command (${err.message})`));
           return;
         }
         const out: Buffer[] = [];
@@ -362,4 +377,12 @@ export async function resolveSshAuth(o: SshAuthOptions): Promise<SshAuth> {
     ? async (): Promise<string | undefined> => (envPass !== undefined ? envPass : ask ? await ask(`Enter passphrase for key '${path}': `) : undefined)
     : undefined;
   return { ...(agent ? { agent } : {}), key: { path, from, data, encrypted, ...(passphrase ? { passphrase } : {}) } };
+}
+
+/** The key file alone (no agent), as `ssh -i FILE -o IdentitiesOnly=yes` uses it; passphrase from $PI_IMAGE_SSH_PASSPHRASE. */
+export async function keyFileAuth(path: string, from: string, env: NodeJS.ProcessEnv): Promise<SshAuth> {
+  const data = await readPrivateKey(path, from);
+  const { encrypted } = inspectPrivateKey(path, from, data);
+  const pass = env['PI_IMAGE_SSH_PASSPHRASE'];
+  return { key: { path, from, data, encrypted, ...(encrypted ? { passphrase: async () => pass } : {}) } };
 }

@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { sshExec, startVm, type StartVmOptions, type Vm } from '../adapters/qemu.js';
+import { startVm, type StartVmOptions, type Vm, vmExec } from '../adapters/qemu.js';
 import { type BootExpectations, evaluateBoot, parseProbe, probeScript } from '../core/boottest.js';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
 import type { Inventory, NodeModel } from '../core/model.js';
@@ -111,13 +111,13 @@ async function waitForLogin(vm: Vm, ssh: { user: string; identityFile: string },
   let refusedSince: number | undefined;
   for (;;) {
     if (!vm.isRunning()) throw new IoError(`the VM stopped before ${ssh.user} could log in; see the console log ${vm.consoleLog}`);
-    const r = await sshExec(vm, 'true', { ...ssh, timeoutMs: 30_000 });
+    const r = await vmExec(vm, 'true', { ...ssh, timeoutMs: 30_000 });
     if (r.exitCode === 0) return Date.now() - vm.startedAt;
     const last = r.stderr.trim().split('\n').pop() ?? '';
-    if (/Permission denied/i.test(r.stderr)) refusedSince ??= Date.now();
+    if (r.failure === 'refused') refusedSince ??= Date.now();
     // OpenSSH >= 9.8 penalises a source after failed logins by closing its connections early
-    // (kex_exchange_identification …): that continues the refusal. Only sshd going away resets it.
-    else if (/Connection refused/i.test(r.stderr)) refusedSince = undefined;
+    // (a `closed` failure): that continues the refusal. Only sshd going away resets it.
+    else if (r.failure === 'unreachable') refusedSince = undefined;
     if (refusedSince !== undefined && Date.now() - refusedSince > KEY_REFUSED_GRACE_MS) {
       throw new IoError(`sshd refuses ${ssh.user} with ${ssh.identityFile} (for ${KEY_REFUSED_GRACE_MS / 1000} s): the image does not accept this key`, {
         hint: 'pass --identity with the private key of an admin.sshKeys entry, or rebuild the image',
@@ -184,7 +184,7 @@ export async function bootTest(opts: BootTestOptions): Promise<BootTestResult> {
     opts.onPhase?.('ssh up', timings.sshMs);
     // wait for cloud-init to finish (status leaves "running"/"not started")
     for (;;) {
-      const r = await sshExec(vm, 'cloud-init status 2>/dev/null | sed -n "s/^status: //p"', { ...ssh, timeoutMs: 60_000 });
+      const r = await vmExec(vm, 'cloud-init status 2>/dev/null | sed -n "s/^status: //p"', { ...ssh, timeoutMs: 60_000 });
       const status = r.stdout.trim();
       if (status && status !== 'running' && status !== 'not started' && status !== 'not run') break;
       if (Date.now() > deadline) break;
@@ -194,7 +194,7 @@ export async function bootTest(opts: BootTestOptions): Promise<BootTestResult> {
     opts.onPhase?.('cloud-init finished', timings.provisionedMs);
     // give the join unit a moment to record its first attempt
     await sleep(Math.min(15_000, Math.max(0, deadline - Date.now())));
-    const probe = await sshExec(vm, probeScript(exp), { ...ssh, timeoutMs: 120_000 });
+    const probe = await vmExec(vm, probeScript(exp), { ...ssh, timeoutMs: 120_000 });
     if (probe.exitCode !== 0 && !probe.stdout.includes('@@end')) {
       throw new IoError(`probing ${node.hostname} over SSH failed (exit ${probe.exitCode})`, { details: probe.stderr.trim().split('\n').slice(-5) });
     }

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sparseCopy } from '../../src/adapters/image-files.js';
 import { run } from '../../src/adapters/process.js';
-import { bootPartitionOffset, sshExec, startVm, waitForSsh, type Vm } from '../../src/adapters/qemu.js';
+import { bootPartitionOffset, startVm, vmExec, waitForSsh, type Vm } from '../../src/adapters/qemu.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BUILD_SCRIPT = join(here, 'base', 'build-base.sh');
@@ -113,7 +113,7 @@ describe.skipIf(!isRoot)('e2e: Pi-OS-shaped trixie base boots under QEMU with a 
 
   const ssh = async (cmd: string): Promise<string> => {
     if (vm === undefined) throw new Error('VM not started');
-    const r = await sshExec(vm, cmd, { user, identityFile: key, timeoutMs: 20 * 60_000 });
+    const r = await vmExec(vm, cmd, { user, identityFile: key, timeoutMs: 20 * 60_000 });
     if (r.exitCode !== 0 && r.exitCode !== 2) throw new Error(`\`${cmd}\` failed (${r.exitCode}): ${r.stderr}${r.stdout}`);
     return r.stdout;
   };
