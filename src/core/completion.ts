@@ -81,7 +81,7 @@ export function shellFromEnv(shellPath: string | undefined): CompletionShell | u
 }
 
 /** Commands whose positional arguments are node hostnames. */
-const NODE_COMMANDS = new Set(['build', 'render', 'diff', 'boot-test', 'flash', 'netboot', 'rebuild']);
+const NODE_COMMANDS = new Set(['build', 'render', 'diff', 'boot-test', 'flash', 'netboot', 'rebuild', 'status']);
 
 /**
  * Final candidate list: yargs lists one-letter aliases as `--i`, `--v`: those become `-i`, `-v`;
