@@ -47,6 +47,16 @@ export const HOSTNAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
+/** A DNS name (RFC 1123 labels separated by dots), e.g. lan or ntp.example.org; at most 253 characters. */
+export const DNS_NAME_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+/** True for the multicast bit (which includes the broadcast address ff:ff:ff:ff:ff:ff) or all zeros. */
+export function isNonUnicastMac(mac: string): 'broadcast' | 'multicast' | 'zero' | undefined {
+  if (mac === 'ff:ff:ff:ff:ff:ff') return 'broadcast';
+  if (mac === '00:00:00:00:00:00') return 'zero';
+  return (parseInt(mac.slice(0, 2), 16) & 1) === 1 ? 'multicast' : undefined;
+}
+
 /** Accepts aa:bb:cc:dd:ee:ff or aa-bb-…, any case; returns the lower-case colon form or undefined. */
 export function normaliseMac(s: string): string | undefined {
   const m = s.trim().toLowerCase().replace(/-/g, ':');

@@ -2,6 +2,10 @@
 import type { Diagnostic } from './diagnostics.js';
 import { cidrContains, formatCidr, ipv4ToInt, isIpv4, parseCidr } from './net.js';
 import { checkSshPublicKey, placeholderKeyReason } from './sshkey.js';
+import { RESERVED_K3S_KEYS } from '../render/k3s.js';
+import type { SourceFile } from './source.js';
+import { printable } from './text.js';
+import { fileStem } from './names.js';
 import type { ParsedCluster, ParsedNode, ValidateOptions } from './validate.js';
 
 /** Label prefixes the kubelet may not set on its own node (NodeRestriction admission). */
@@ -80,6 +84,7 @@ function checkClusterRules(cluster: ParsedCluster, nodes: readonly ParsedNode[],
     for (const key of Object.keys(d?.labels ?? {})) {
       if (reservedLabel(key)) out.push(cs.diag(['defaults', role, 'labels', key], reservedLabelMessage(key), 'error', true));
     }
+    out.push(...reservedK3sKeys(cs, ['defaults', role, 'k3s'], d?.k3s));
   }
 
   const cidr2 = cidr;
@@ -153,6 +158,22 @@ function reservedLabelMessage(key: string): string {
   return `${key}: labels under kubernetes.io/ and k8s.io/ cannot be set by the node itself; use your own prefix such as example.com/${key.slice(key.lastIndexOf('/') + 1)}`;
 }
 
+/** k3s options pi-image sets itself (tokens, server, node name…): the same refusal as render's. */
+function reservedK3sKeys(src: SourceFile, path: (string | number)[], extra: Record<string, unknown> | undefined): Diagnostic[] {
+  const why: Record<string, string> = {
+    token: 'tokens come from the encrypted secrets store (`pi-image secrets`), never from the inventory',
+    'token-file': 'pi-image writes the token file from the encrypted secrets store',
+    'agent-token': 'tokens come from the encrypted secrets store (`pi-image secrets`), never from the inventory',
+    'agent-token-file': 'pi-image writes the agent token file from the encrypted secrets store',
+    'cluster-init': 'set clusterInit: true on the node instead',
+    server: 'the server URL comes from k3s.endpoint in cluster.yaml',
+    'node-name': 'the node name is the hostname (the file name)',
+  };
+  return Object.keys(extra ?? {})
+    .filter((k) => (RESERVED_K3S_KEYS as readonly string[]).includes(k))
+    .map((k) => src.diag([...path, k], `is set by pi-image and cannot be set here: ${why[k] ?? 'remove it'}`, 'error', true));
+}
+
 function checkNodeRules(nodes: readonly ParsedNode[]): Diagnostic[] {
   const out: Diagnostic[] = [];
   // --- node rules ---
@@ -168,9 +189,10 @@ function checkNodeRules(nodes: readonly ParsedNode[]): Diagnostic[] {
   for (const n of nodes) {
     const d = n.data;
     const src = n.source;
-    const stem = src.path.slice(src.path.lastIndexOf('/') + 1).replace(/\.ya?ml$/, '');
+    const stem = fileStem(src.path);
     if (d.hostname && d.hostname !== stem) {
-      out.push(src.diag(['hostname'], `${d.hostname} does not match the file name ${stem}.yaml; rename the file or fix the hostname`));
+      const file = printable(src.path.slice(src.path.lastIndexOf('/') + 1));
+      out.push(src.diag(['hostname'], `${d.hostname} does not match the file name ${file}: a node file is named <hostname>.yaml; rename the file to ${d.hostname}.yaml or fix the hostname`));
     }
     claim('hostname', n.hostname, n, d.hostname ? ['hostname'] : []);
     if (d.mac) claim('MAC address', d.mac, n, ['mac']);
@@ -193,6 +215,7 @@ function checkNodeRules(nodes: readonly ParsedNode[]): Diagnostic[] {
     for (const key of Object.keys(d.labels ?? {})) {
       if (reservedLabel(key)) out.push(src.diag(['labels', key], reservedLabelMessage(key), 'error', true));
     }
+    out.push(...reservedK3sKeys(src, ['k3s'], d.k3s));
   }
 
   return out;

@@ -5,18 +5,25 @@
  * and `npm run schema` writes the JSON Schemas in schema/ for editors.
  */
 import { z } from 'zod';
-import { HOSTNAME_RE, isIpv4, normaliseMac, parseCidr } from './net.js';
+import { DNS_NAME_RE, HOSTNAME_RE, isIpv4, isNonUnicastMac, normaliseMac, parseCidr } from './net.js';
+import { checkTimezone, controlMessage } from './text.js';
 
 export const API_VERSION = 'pi-image/v1';
 
 /** Pinned k3s release, e.g. v1.33.5+k3s1 */
 export const K3S_VERSION_RE = /^v1\.(\d+)\.(\d+)\+k3s(\d+)$/;
 
-const ipv4 = z.string().refine(isIpv4, { message: 'is not an IPv4 address (expected e.g. 10.0.0.11)' });
-const cidr = z
-  .string()
+/**
+ * A string without control characters: every string of the inventory ends up in a shell script, a
+ * YAML file or a systemd unit on the node. Checked first (`abort`), so the reason is the only message.
+ */
+export const text = () =>
+  z.string().refine((s) => controlMessage(s) === undefined, { error: (iss) => controlMessage(String(iss.input)) ?? 'invalid', abort: true });
+
+const ipv4 = text().refine(isIpv4, { message: 'is not an IPv4 address (expected e.g. 10.0.0.11)' });
+const cidr = text()
   .refine((s) => parseCidr(s) !== undefined, { message: 'is not an IPv4 CIDR (expected e.g. 10.0.0.0/24)' });
-const hostname = z.string().regex(HOSTNAME_RE, {
+const hostname = text().regex(HOSTNAME_RE, {
   message: 'is not a valid hostname (RFC 1123: lower-case letters, digits and "-", 1–63 characters, no leading or trailing "-")',
 });
 
@@ -32,17 +39,20 @@ export function isLabelKey(key: string): boolean {
 const labelValue = z
   .union([z.string(), z.number(), z.boolean()])
   .transform((v) => String(v))
+  .refine((v) => controlMessage(v) === undefined, { error: (iss) => controlMessage(String(iss.input)) ?? 'invalid', abort: true })
   .refine((v) => v === '' || LABEL_NAME.test(v), {
     message: 'is not a valid label value (up to 63 of A-Z a-z 0-9 - _ ., starting and ending alphanumeric)',
   });
 const labels = z
-  .record(z.string().refine(isLabelKey, { message: 'is not a valid label key (e.g. example.com/zone or zone)' }), labelValue)
+  .record(text().refine(isLabelKey, { message: 'is not a valid label key (e.g. example.com/zone or zone)' }), labelValue)
   .describe('Kubernetes node labels, applied by k3s at registration (node-label)');
 
 export const TAINT_EFFECTS = ['NoSchedule', 'PreferNoSchedule', 'NoExecute'] as const;
 const TAINT_RE = /^([^=:\s]+)(?:=([^:\s]*))?:(\w+)$/;
+const TAINT_KEY_MESSAGE = 'is not a valid taint key (a label key such as dedicated or example.com/gpu: letters, digits, "-", "_", "." and one "/"; no spaces or shell characters)';
+const TAINT_VALUE_MESSAGE = 'is not a valid taint value (up to 63 of A-Z a-z 0-9 - _ ., starting and ending alphanumeric)';
 const taint = z.union([
-  z.string().transform((s, ctx) => {
+  text().transform((s, ctx) => {
     const m = TAINT_RE.exec(s);
     if (!m || !(TAINT_EFFECTS as readonly string[]).includes(m[3]!)) {
       ctx.addIssue({
@@ -51,18 +61,55 @@ const taint = z.union([
       });
       return z.NEVER;
     }
-    return { key: m[1]!, value: m[2] ?? '', effect: m[3] as (typeof TAINT_EFFECTS)[number] };
+    const value = m[2] ?? '';
+    if (!isLabelKey(m[1]!)) {
+      ctx.addIssue({ code: 'custom', message: TAINT_KEY_MESSAGE });
+      return z.NEVER;
+    }
+    if (value !== '' && !LABEL_NAME.test(value)) {
+      ctx.addIssue({ code: 'custom', message: TAINT_VALUE_MESSAGE });
+      return z.NEVER;
+    }
+    return { key: m[1]!, value, effect: m[3] as (typeof TAINT_EFFECTS)[number] };
   }),
   z.strictObject({
-    key: z.string().refine(isLabelKey, { message: 'is not a valid taint key' }),
-    value: z.string().default(''),
+    key: text().refine(isLabelKey, { message: TAINT_KEY_MESSAGE }),
+    value: text().refine((v) => v === '' || LABEL_NAME.test(v), { message: TAINT_VALUE_MESSAGE }).default(''),
     effect: z.enum(TAINT_EFFECTS),
   }),
 ]);
 const taints = z.array(taint).describe('Kubernetes taints: "key=value:Effect" strings or {key, value, effect}');
 
+/** k3s config keys are flag names (`disable`, `kubelet-arg`); values are written YAML-encoded into config.yaml. */
+const K3S_KEY_RE = /^[a-z][a-z0-9-]*$/;
+function k3sValueProblem(v: unknown, depth = 0): string | undefined {
+  if (typeof v === 'string') return controlMessage(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return undefined;
+  if (depth > 4) return 'is nested too deeply for a k3s option';
+  if (Array.isArray(v)) {
+    for (const x of v) {
+      const p = k3sValueProblem(x, depth + 1);
+      if (p) return p;
+    }
+    return undefined;
+  }
+  if (typeof v === 'object') {
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      const p = controlMessage(k) ?? k3sValueProblem(x, depth + 1);
+      if (p) return p;
+    }
+    return undefined;
+  }
+  return 'is not a YAML value k3s can read';
+}
 const k3sExtra = z
-  .record(z.string(), z.unknown())
+  .record(
+    text().regex(K3S_KEY_RE, { message: 'is not a k3s option name (lower-case flag names without dashes in front, e.g. disable or kubelet-arg)' }),
+    z.unknown().superRefine((v, ctx) => {
+      const p = k3sValueProblem(v);
+      if (p) ctx.addIssue({ code: 'custom', message: p });
+    }),
+  )
   .describe('extra keys for /etc/rancher/k3s/config.yaml (e.g. disable: [traefik]); inventory fields win');
 
 const roleDefaults = z.strictObject({
@@ -86,14 +133,12 @@ export const clusterFileSchema = z.strictObject({
       .regex(/^(stable|latest|testing|v1\.\d+)$/, { message: 'is not a k3s channel (stable, latest, testing or v1.NN)' })
       .optional()
       .describe('k3s release channel, used only when no version is pinned'),
-    endpoint: z
-      .string()
+    endpoint: text()
       .regex(/^[a-z0-9.-]+$/i, { message: 'must be a host name or IPv4 address without scheme or port' })
       .optional()
       .describe('address every node joins (a VIP, DNS name or the first server); default: the cluster-init server'),
     port: z.number().int().min(1).max(65535).default(6443).describe('Kubernetes API port'),
-    airgapDir: z
-      .string()
+    airgapDir: text()
       .optional()
       .describe('directory (relative to the inventory) with k3s-arm64, k3s-airgap-images-arm64.tar[.zst] and install.sh'),
     sha256: z
@@ -108,47 +153,64 @@ export const clusterFileSchema = z.strictObject({
       cidr: cidr.optional().describe('subnet of the nodes, e.g. 10.0.0.0/24 (required for static addresses)'),
       gateway: ipv4.optional().describe('default gateway (required for static addresses)'),
       dns: z.array(ipv4).default([]).describe('DNS servers for static addresses'),
-      searchDomains: z.array(z.string()).default([]).describe('DNS search domains'),
-      interface: z
-        .string()
+      searchDomains: z
+        .array(text().regex(DNS_NAME_RE, { message: 'is not a DNS domain (e.g. lan or home.example.org)' }))
+        .default([]).describe('DNS search domains'),
+      interface: text()
         .regex(/^[a-z][a-z0-9]{1,14}$/, { message: 'is not an interface name (e.g. eth0)' })
         .default('eth0')
         .describe('the wired interface first boot depends on'),
     })
     .describe('node network'),
   admin: z.strictObject({
-    user: z
-      .string()
+    user: text()
       .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { message: 'is not a valid Linux user name (lower-case, up to 32 characters)' })
       .refine((u) => u !== 'root', { message: 'must not be root; pick an admin user name such as pi-admin' })
       .describe('admin user created on every node (sudo, SSH key login only)'),
     sshKeys: z
-      .array(z.string())
+      .array(
+        z
+          .string()
+          .transform((s) => s.trim())
+          .refine((s) => !/[\r\n\u2028\u2029]/.test(s), {
+            message: 'holds more than one line: each sshKeys entry is exactly one public key line (add one list entry per key)',
+            abort: true,
+          })
+          .refine((s) => controlMessage(s) === undefined, { error: (iss) => controlMessage(String(iss.input)) ?? 'invalid', abort: true }),
+      )
       .min(1, { message: 'needs at least one SSH public key: password login is disabled' })
       .describe('SSH public keys allowed to log in as the admin user'),
-    groups: z.array(z.string().regex(/^[a-z_][a-z0-9_-]*$/)).default([]).describe('extra groups for the admin user'),
+    groups: z.array(text().regex(/^[a-z_][a-z0-9_-]*$/)).default([]).describe('extra groups for the admin user'),
   }),
-  timezone: z
-    .string()
-    .regex(/^(UTC|[A-Z][A-Za-z_+-]*(\/[A-Za-z0-9_+-]+){1,2})$/, { message: 'is not a timezone name (e.g. Europe/Berlin or UTC)' })
+  timezone: text()
+    .regex(/^(UTC|[A-Z][A-Za-z_+-]*(\/[A-Za-z0-9_+-]+){1,2})$/, { message: 'is not a timezone name (e.g. Europe/Berlin or UTC)', abort: true })
+    .superRefine((s, ctx) => {
+      const r = checkTimezone(s);
+      if (!r.ok) ctx.addIssue({ code: 'custom', message: r.message });
+    })
     .default('UTC')
     .describe('IANA timezone'),
-  locale: z
-    .string()
+  locale: text()
     .regex(/^[a-z]{2,3}_[A-Z]{2}\.UTF-8$/, { message: 'is not a UTF-8 locale (e.g. en_GB.UTF-8)' })
     .default('en_GB.UTF-8')
     .describe('system locale'),
-  keyboard: z.string().regex(/^[a-z]{2}$/).default('gb').describe('console keyboard layout'),
-  ntp: z.array(z.string()).default([]).describe('NTP servers (default: the distribution pool)'),
+  keyboard: text().regex(/^[a-z]{2}$/).default('gb').describe('console keyboard layout'),
+  ntp: z
+    .array(
+      text().refine((s) => isIpv4(s) || DNS_NAME_RE.test(s), { message: 'is not an NTP server (a host name such as 0.debian.pool.ntp.org, or an IPv4 address)' }),
+    )
+    .default([]).describe('NTP servers (default: the distribution pool)'),
   wifi: z
     .strictObject({
-      ssid: z.string().min(1).max(32),
-      country: z.string().regex(/^[A-Z]{2}$/, { message: 'must be a two-letter country code, e.g. DE' }),
+      ssid: text()
+        .min(1, { message: 'is empty; give the network name' })
+        .refine((s) => Buffer.byteLength(s, 'utf8') <= 32, { message: 'is longer than 32 bytes, the most an SSID can hold' }),
+      country: text().regex(/^[A-Z]{2}$/, { message: 'must be a two-letter country code, e.g. DE' }),
       hidden: z.boolean().default(false),
     })
     .optional()
     .describe('Wi-Fi; the PSK is a secret (`pi-image secrets set wifi-psk`), never in YAML'),
-  image: z.string().regex(/^[a-z0-9][a-z0-9.-]*$/).default('raspios-lite-arm64-trixie').describe('base image name from images/'),
+  image: text().regex(/^[a-z0-9][a-z0-9.-]*$/).default('raspios-lite-arm64-trixie').describe('base image name from images/'),
   manifests: z.boolean().default(true).describe('bake manifests/ into server images'),
   defaults: z
     .strictObject({ server: roleDefaults.optional(), agent: roleDefaults.optional() })
@@ -165,23 +227,30 @@ export const nodeFileSchema = z.strictObject({
   board: z.enum(['pi4', 'pi5'], { message: 'must be "pi4" or "pi5"' }).default('pi4'),
   boot: z.enum(['sd', 'usb', 'netboot'], { message: 'must be "sd", "usb" or "netboot"' }).default('sd'),
   ip: z
-    .union([z.literal('dhcp'), ipv4])
+    .string({ error: 'must be a static IPv4 address such as 10.0.0.14, or "dhcp"' })
+    .refine((s) => s === 'dhcp' || (controlMessage(s) === undefined && isIpv4(s)), {
+      message: 'is not an IPv4 address (e.g. 10.0.0.14) or "dhcp"',
+    })
     .optional()
     .describe('static IPv4 address inside network.cidr, or "dhcp"; default: dhcp when the network is DHCP'),
-  mac: z
-    .string()
+  mac: text()
     .transform((s, ctx) => {
       const m = normaliseMac(s);
       if (!m) {
         ctx.addIssue({ code: 'custom', message: 'is not a MAC address (expected e.g. dc:a6:32:01:02:03)' });
         return z.NEVER;
       }
+      const kind = isNonUnicastMac(m);
+      if (kind) {
+        const what = kind === 'zero' ? 'the all-zero address' : `a ${kind} address`;
+        ctx.addIssue({ code: 'custom', message: `is ${what}, not a board's own Ethernet address; use the MAC printed by \`ip link show eth0\` on the Pi (e.g. dc:a6:32:01:02:03)` });
+        return z.NEVER;
+      }
       return m;
     })
     .optional()
     .describe('Ethernet MAC, e.g. dc:a6:32:01:02:03 (required for netboot)'),
-  serial: z
-    .string()
+  serial: text()
     .transform((s) => s.toLowerCase())
     .refine((s) => /^[0-9a-f]{8}$/.test(s), { message: 'is not a Pi serial (8 hex digits, e.g. 3a4b5c6d)' })
     .optional()
@@ -190,8 +259,10 @@ export const nodeFileSchema = z.strictObject({
   taints: taints.optional(),
   dataDisk: z
     .strictObject({
-      device: z.string().regex(/^\/dev\//, { message: 'must be a device path under /dev, e.g. /dev/disk/by-label/rancher' }),
-      mountPoint: z.string().regex(/^\/[^\s]*$/).default('/var/lib/rancher'),
+      device: text().regex(/^\/dev\/[A-Za-z0-9._/:@+=-]+$/, { message: 'must be a device path under /dev, e.g. /dev/disk/by-label/rancher' }),
+      mountPoint: text()
+        .regex(/^\/[A-Za-z0-9._/@+-]+$/, { message: 'is not an absolute mount point without spaces (e.g. /var/lib/rancher)' })
+        .default('/var/lib/rancher'),
       fsType: z.enum(['ext4', 'xfs', 'btrfs']).default('ext4'),
     })
     .optional()

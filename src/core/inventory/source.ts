@@ -5,6 +5,9 @@
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair } from 'yaml';
 import { type Diagnostic, fieldPath } from './diagnostics.js';
 
+/** Alias uses allowed per file (the yaml library's own default, stated here so the limit is visible). */
+export const MAX_ALIAS_COUNT = 100;
+
 export interface InventoryFileText {
   /** path as shown to the user, e.g. nodes/pi-cluster-4.yaml */
   path: string;
@@ -47,8 +50,30 @@ export class SourceFile {
     return { source, errors: [] };
   }
 
-  toJS(): unknown {
-    return this.doc.toJS();
+  /**
+   * The document as plain data. Aliases are capped (a "billion laughs" file expands exponentially):
+   * too many come back as a diagnostic, not an exception.
+   */
+  toJS(): { value: unknown; error?: Diagnostic } {
+    try {
+      return { value: this.doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) };
+    } catch (e) {
+      const message = e instanceof ReferenceError && /alias/i.test(e.message)
+        ? `YAML aliases: the file expands too many aliases (*name), more than ${MAX_ALIAS_COUNT} uses; write the values out instead of nesting anchors`
+        : `YAML: ${(e as Error).message}`;
+      return { value: undefined, error: this.diag([], message) };
+    }
+  }
+
+  /** The source text of the scalar at `path` (e.g. `00000014` for a serial YAML read as the number 14). */
+  scalarSource(path: readonly (string | number)[]): string | undefined {
+    let node: unknown = this.doc.contents;
+    for (const key of path) {
+      if (isMap(node)) node = node.items.find((p: Pair) => isScalar(p.key) && String(p.key.value) === String(key))?.value;
+      else if (isSeq(node) && typeof key === 'number') node = node.items[key];
+      else return undefined;
+    }
+    return isScalar(node) && typeof node.source === 'string' ? node.source : undefined;
   }
 
   /** line:col of the deepest existing node on the path (the key when `atKey`, e.g. for unknown fields). */

@@ -12,6 +12,8 @@ import { buildInventory } from './normalise.js';
 import { checkRules } from './rules.js';
 import { type ClusterFile, clusterFileSchema, type NodeFile, nodeFileSchema } from './schema.js';
 import { type InventoryFileText, SourceFile } from './source.js';
+import { printable } from './text.js';
+import { fileNameProblem, fileStem, isClusterFile } from './names.js';
 
 export const CLUSTER_FILE = 'cluster.yaml';
 
@@ -41,9 +43,7 @@ export interface ValidationResult {
   warnings: Diagnostic[];
 }
 
-function basename(path: string): string {
-  return path.slice(path.lastIndexOf('/') + 1);
-}
+
 
 function valueAt(obj: unknown, path: readonly PropertyKey[]): unknown {
   let cur: unknown = obj;
@@ -61,7 +61,10 @@ function describeType(t: string): string {
 }
 
 function shortValue(v: unknown): string | undefined {
-  if (typeof v === 'string') return v.length > 40 ? `"${v.slice(0, 37)}…"` : v === '' ? '""' : v;
+  if (typeof v === 'string') {
+    const p = printable(v, 40);
+    return p !== v || v === '' ? `"${p}"` : v;
+  }
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   return undefined;
 }
@@ -116,6 +119,11 @@ function schemaDiagnostics(source: SourceFile, schema: z.ZodType, raw: unknown, 
       }
       continue;
     }
+    if (issue.code === 'invalid_key') {
+      const inner = issue.issues[0]?.message;
+      out.push(source.diag(path, inner && !inner.startsWith('Invalid') ? inner : 'is not a valid key here', 'error', true));
+      continue;
+    }
     const value = valueAt(raw, path);
     if (value === undefined && (issue.code === 'invalid_type' || issue.code === 'invalid_value')) {
       const what = issue.code === 'invalid_value' ? `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` : describeType(issue.expected);
@@ -137,7 +145,15 @@ function schemaDiagnostics(source: SourceFile, schema: z.ZodType, raw: unknown, 
     }
     const shown = shortValue(value);
     let message = issue.message;
-    if (issue.code === 'invalid_type') message = `must be ${describeType(issue.expected)}`;
+    if (issue.code === 'invalid_type') {
+      message = issue.message.startsWith('Invalid input') ? `must be ${describeType(issue.expected)}` : issue.message;
+      const raw = source.scalarSource(path);
+      if (issue.expected === 'string' && (typeof value === 'number' || typeof value === 'boolean') && raw !== undefined) {
+        const key = path[path.length - 1];
+        const example = typeof key === 'string' ? `${key}: "${raw}"` : `"${raw}"`;
+        message += `; YAML reads ${raw} as a ${typeof value}${String(value) !== raw ? ` (${String(value)})` : ''}: put it in quotes, e.g. ${example}`;
+      }
+    }
     if (issue.code === 'invalid_value' && 'values' in issue) {
       message = issue.message.startsWith('must') ? issue.message : `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     }
@@ -153,7 +169,9 @@ function parseFile<T extends z.ZodType>(
 ): { source?: SourceFile; data?: z.output<T>; partial?: { data: z.output<T>; pruned: string[] }; errors: Diagnostic[] } {
   const { source, errors } = SourceFile.parse(file);
   if (!source) return { errors };
-  const raw = source.toJS();
+  const js = source.toJS();
+  if (js.error) return { source, errors: [js.error] };
+  const raw = js.value;
   const result = schema.safeParse(raw);
   if (result.success) return { source, data: result.data, errors: [] };
   const partial = pruneToValid(schema, raw, result.error.issues);
@@ -218,7 +236,18 @@ function aboutPruned(d: Diagnostic, prunedByFile: ReadonlyMap<string, readonly s
 export function validateInventory(files: readonly InventoryFileText[], opts: ValidateOptions): ValidationResult {
   const errors: Diagnostic[] = [];
   const warnings: Diagnostic[] = [];
-  const clusterText = files.find((f) => basename(f.path) === CLUSTER_FILE);
+  const clusterFiles = files.filter((f) => isClusterFile(f.path));
+  const clusterText = clusterFiles[0];
+  for (const extra of clusterFiles.slice(1)) {
+    errors.push({
+      severity: 'error',
+      file: extra.path,
+      line: 1,
+      col: 1,
+      field: '',
+      message: `a second cluster file next to ${clusterText!.path}; keep one ${CLUSTER_FILE}`,
+    });
+  }
   let cluster: ParsedCluster | undefined;
   /** fields the schema refused, per file, for files whose rest still goes through the rules */
   const prunedByFile = new Map<string, string[]>();
@@ -244,14 +273,15 @@ export function validateInventory(files: readonly InventoryFileText[], opts: Val
   const nodes: ParsedNode[] = [];
   let nodeFiles = 0;
   for (const file of files) {
-    if (file === clusterText) continue;
+    if (clusterFiles.includes(file)) continue;
     nodeFiles++;
+    const nameProblem = fileNameProblem(file.path);
+    if (nameProblem) errors.push({ severity: 'error', file: file.path, line: 1, col: 1, field: '', message: nameProblem });
     const r = parseFile(file, nodeFileSchema);
     errors.push(...r.errors);
     const data = r.data ?? r.partial?.data;
     if (r.source && data) {
-      const stem = basename(file.path).replace(/\.ya?ml$/, '');
-      nodes.push({ source: r.source, data, hostname: data.hostname ?? stem });
+      nodes.push({ source: r.source, data, hostname: data.hostname ?? fileStem(file.path) });
       if (r.partial) prunedByFile.set(r.source.path, r.partial.pruned);
     }
   }
