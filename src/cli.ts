@@ -12,7 +12,7 @@ import { toolVersion } from './app/version.js';
 import { resetSecretValuesSeen, secretValuesSeen } from './adapters/secret-values.js';
 import { redact } from './core/redact.js';
 import { installInterruptHandlers } from './adapters/terminal.js';
-import { EXIT_CODES, PiImageError } from './core/errors.js';
+import { EXIT_CODES, IoError, PiImageError } from './core/errors.js';
 import { errorJson, wantsJson } from './core/error-json.js';
 import { commandsFor } from './commands/index.js';
 import { getExitCode, setIo } from './commands/context.js';
@@ -32,6 +32,42 @@ class UsageError extends PiImageError {
   }
 }
 
+const ERRNO_TEXT: Record<string, string> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOENT: 'no such file or directory',
+  ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'it is a directory',
+  ELOOP: 'too many levels of symbolic links (a loop)',
+  EEXIST: 'it already exists',
+  ENOTEMPTY: 'the directory is not empty',
+  EMFILE: 'too many open files',
+  EIO: 'input/output error (a failing disk or card?)',
+  EXDEV: 'it is on another file system',
+  EBUSY: 'the device or file is busy',
+};
+
+/**
+ * A file-system error that escaped the adapters (it carries an errno code and usually a path) is a
+ * problem of the machine or of a path the user gave, not a bug: an I/O error (exit 4) naming the path.
+ */
+function systemError(error: unknown): PiImageError | undefined {
+  const e = error as (NodeJS.ErrnoException & { dest?: string }) | undefined;
+  if (!(e instanceof Error) || typeof e.code !== 'string' || !/^E[A-Z0-9]+$/.test(e.code) || typeof e.syscall !== 'string') return undefined;
+  const what = ERRNO_TEXT[e.code] ?? e.code;
+  const path = e.path === undefined ? '' : ` ${e.path}${e.dest === undefined ? '' : ` → ${e.dest}`}`;
+  const hint =
+    e.code === 'ENOSPC' || e.code === 'EDQUOT'
+      ? 'free some space there or choose another directory (--out), then run the command again'
+      : e.code === 'EROFS' || e.code === 'EACCES' || e.code === 'EPERM'
+        ? 'choose a writable directory (--out / --root) or fix its permissions'
+        : 'check the path and run the command again';
+  return new IoError(`cannot ${e.syscall}${path}: ${what} (${e.code})`, { hint, cause: e });
+}
+
 /** The chain of `cause`s under an error (tool output, errno), printed with -v. */
 function causes(error: unknown): string[] {
   const out: string[] = [];
@@ -48,7 +84,8 @@ function causes(error: unknown): string[] {
  * `{ "error": { category, exitCode, message, details, hint } }` on stdout (docs/cli.md). `-v` adds
  * the chain of causes (the failing tool's own message, the errno).
  */
-function report(io: Io, error: unknown, opts: { json: boolean; verbose: boolean }): number {
+function report(io: Io, thrown: unknown, opts: { json: boolean; verbose: boolean }): number {
+  const error = systemError(thrown) ?? thrown;
   const because = opts.verbose ? causes(error) : [];
   if (opts.json) {
     const doc = errorJson(error);

@@ -12,12 +12,12 @@
  *   });                                              // renamed to `out` only on success
  */
 import { rmSync } from 'node:fs';
-import { rename, rm, stat, statfs } from 'node:fs/promises';
+import { chmod, lstat, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { EnvironmentError, IoError } from '../core/errors.js';
 import type { RenderedFile } from '../core/model.js';
-import { run } from './process.js';
+import { killAllChildren, run } from './process.js';
 import type { ImageLayout } from './partitions.js';
 import { fatWriteFiles } from './fat.js';
 import { ext4Apply, type Ext4Op } from './ext4.js';
@@ -78,12 +78,15 @@ export async function sparseCopy(src: string, dest: string): Promise<void> {
   }
   await ensureFreeSpace(dirname(resolve(dest)), size + 16 * 1024 * 1024, `a copy of ${src}`);
   await run('cp', ['--reflink=auto', '--sparse=always', '--', src, dest], { what: `copying ${src}` });
+  // owner-only before anything (a seed with tokens) is written into the copy
+  await chmod(dest, PRIVATE_FILE_MODE);
 }
 
 const cleanups = new Set<string>();
 let handlersInstalled = false;
 
 function onSignal(signal: NodeJS.Signals): void {
+  killAllChildren(); // first: a running xz or debugfs must not keep writing (or holding) a temp file
   for (const p of cleanups) {
     try {
       rmSync(p, { force: true }); // synchronous: the process is about to exit
@@ -122,17 +125,100 @@ export function tempPathFor(dest: string): string {
   return `${dest}.tmp-${process.pid}`;
 }
 
+/** `<name>.tmp-<pid>` (withTempOutput) and `<name>.tmp-<pid>-<hex>` (atomic writes of small files). */
+const TEMP_NAME = /\.tmp-(\d+)(?:-[0-9a-f]+)?$/;
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
+  }
+}
+
+/**
+ * Removes the temp outputs in `dir` that a process which no longer runs left behind (a SIGKILLed or
+ * crashed build cannot clean up after itself). Temp files of running processes (a concurrent build)
+ * are kept. Returns what was removed, so the command can say so.
+ */
+export async function removeStaleTemps(dir: string): Promise<{ path: string; pid: number; bytes: number }[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: { path: string; pid: number; bytes: number }[] = [];
+  for (const name of names.sort()) {
+    const m = TEMP_NAME.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pidAlive(pid)) continue;
+    const path = join(dir, name);
+    try {
+      const st = await lstat(path);
+      if (!st.isFile()) continue;
+      await rm(path, { force: true });
+      removed.push({ path, pid, bytes: st.size });
+    } catch {
+      /* gone meanwhile, or not ours to remove: leave it */
+    }
+  }
+  return removed;
+}
+
+/**
+ * Writes `contents` to a new temp file next to `dest` (`<dest>.tmp-<pid>`, removed on SIGINT/SIGTERM
+ * until the caller renames it) and returns its path; IoError naming `dest` when that fails (ENOSPC…).
+ */
+export async function writeTempFile(dest: string, contents: string, mode: number): Promise<{ path: string; forget: () => void }> {
+  const tmp = tempPathFor(dest);
+  const forget = removeOnSignal(tmp);
+  try {
+    await writeFile(tmp, contents, { mode });
+    await chmod(tmp, mode);
+    return { path: tmp, forget };
+  } catch (cause) {
+    forget();
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw new IoError(`cannot write ${dest}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, {
+      hint: 'check that the output directory is writable and the disk is not full (or pass --out DIR); the previous image and record were kept',
+      cause,
+    });
+  }
+}
+
+/** Mode of image files and other outputs that hold secrets: owner only. */
+export const PRIVATE_FILE_MODE = 0o600;
+/** Mode of directories pi-image creates for such outputs. */
+export const PRIVATE_DIR_MODE = 0o700;
+
 /**
  * Runs `fn` with a temporary path next to `dest` (`<dest>.tmp-<pid>`); on success renames it to
  * `dest`, on failure or SIGINT/SIGTERM deletes it. An existing `dest` is only replaced on success.
+ * With `mode`, the file gets that mode before it appears under its final name.
  */
-export async function withTempOutput<T>(dest: string, fn: (tmp: string) => Promise<T>): Promise<T> {
+export interface TempOutputOptions {
+  /** the file's mode before it appears under its final name */
+  mode?: number;
+  /** runs after `fn`, before the rename (e.g. writes a companion file that must exist first); a throw keeps `dest` as it was */
+  beforeRename?: (tmp: string) => Promise<void>;
+  /** runs right after the rename (e.g. renames the companion file) */
+  afterRename?: () => Promise<void>;
+}
+
+export async function withTempOutput<T>(dest: string, fn: (tmp: string) => Promise<T>, opts: TempOutputOptions = {}): Promise<T> {
   const tmp = tempPathFor(dest);
   await rm(tmp, { force: true });
   const unregister = removeOnSignal(tmp);
   try {
     const result = await fn(tmp);
+    if (opts.mode !== undefined) await chmod(tmp, opts.mode);
+    await opts.beforeRename?.(tmp);
     await rename(tmp, dest);
+    await opts.afterRename?.();
     return result;
   } catch (err) {
     await rm(tmp, { force: true });

@@ -140,9 +140,12 @@ export function spawnStream(cmd: string, args: readonly string[], opts: RunOptio
       reject: false,
       env: opts.env,
       cwd: opts.cwd,
+      detached: true,
       ...(opts.timeoutMs === undefined ? {} : { timeout: opts.timeoutMs }),
     });
+  const untrack = track(child.pid);
   const done = child.then((r) => {
+    untrack();
     checkResult(cmd, opts, { failed: r.failed, code: r.code, exitCode: r.exitCode, stderr: String(r.stderr ?? ''), timedOut: r.timedOut, isTerminated: r.isTerminated, signal: r.signal });
   });
   // avoid unhandled EPIPE when the program dies early; the real error comes from `done`
@@ -153,8 +156,60 @@ export function spawnStream(cmd: string, args: readonly string[], opts: RunOptio
     done,
     kill: () => {
       child.kill();
+      if (child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
     },
   };
+}
+
+// ── child processes: every one is killed on every exit path ─────────────────────────────────────
+
+/**
+ * Programs pi-image started and that still run. Each is started as the leader of its own process
+ * group (`detached`), so killing the group also stops what it started (`sh -c 'xz … > out'` → xz).
+ * They are killed when pi-image exits (normally, by an error, or on SIGINT/SIGTERM/SIGHUP: see
+ * killAllChildren and image-files' signal cleanup), so no xz/zstd/debugfs/dd/qemu is left running,
+ * reparented and holding a deleted temp file.
+ */
+const liveChildren = new Set<number>();
+let exitHookInstalled = false;
+
+function track(pid: number | undefined): () => void {
+  if (pid === undefined) return () => undefined;
+  liveChildren.add(pid);
+  if (!exitHookInstalled) {
+    process.on('exit', killAllChildren);
+    exitHookInstalled = true;
+  }
+  return () => {
+    liveChildren.delete(pid);
+  };
+}
+
+/** Kills (SIGKILL) the process group of every program still running. Synchronous: safe in exit and signal handlers. */
+export function killAllChildren(): void {
+  for (const pid of liveChildren) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+  liveChildren.clear();
+}
+
+/** Process ids of the programs pi-image started that still run (for tests and diagnostics). */
+export function runningChildren(): number[] {
+  return [...liveChildren];
 }
 
 // ── internals ────────────────────────────────────────────────────────────────────────────────────
@@ -175,7 +230,7 @@ async function exec(
   opts: RunOptions,
   encoding: 'utf8' | 'buffer',
 ): Promise<{ stdout: string | Uint8Array; stderr: string; exitCode: number }> {
-  const r = await execa(cmd, [...args], {
+  const sub = execa(cmd, [...args], {
     reject: false,
     encoding,
     stripFinalNewline: false,
@@ -183,8 +238,24 @@ async function exec(
     ...(opts.input === undefined ? { stdin: 'ignore' as const } : { input: opts.input }),
     env: opts.env,
     cwd: opts.cwd,
+    detached: true,
     ...(opts.timeoutMs === undefined ? {} : { timeout: opts.timeoutMs }),
   });
+  const untrack = track(sub.pid);
+  let r;
+  try {
+    r = await sub;
+  } finally {
+    untrack();
+    // a timed-out or failed `sh -c` may leave what it started: stop the whole group
+    if (sub.pid !== undefined) {
+      try {
+        process.kill(-sub.pid, 'SIGKILL');
+      } catch {
+        /* the group is gone: the normal case */
+      }
+    }
+  }
   const stderr = typeof r.stderr === 'string' ? r.stderr : Buffer.from(r.stderr ?? new Uint8Array()).toString('utf8');
   const exitCode = r.exitCode ?? -1;
   const ok = opts.okExitCodes ?? [0];

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { cacheDir, cachedImagePath, readCacheRecord } from '../adapters/download.js';
 import { type Ext4Op, requireCloudInit } from '../adapters/ext4.js';
@@ -14,10 +14,16 @@ import {
   allocatedBytes,
   ensureFreeSpace,
   fileSha256,
+  formatBytes,
+  PRIVATE_DIR_MODE,
+  PRIVATE_FILE_MODE,
+  removeStaleTemps,
   removeOnSignal,
   sparseCopy,
   tempPathFor,
+  type TempOutputOptions,
   withTempOutput,
+  writeTempFile,
   writeRenderedFiles,
 } from '../adapters/image-files.js';
 import { type ImageLayout, inspectImage } from '../adapters/partitions.js';
@@ -28,7 +34,6 @@ import { EnvironmentError, InputError, IoError } from '../core/errors.js';
 import type { Inventory, NodeFileSet, RenderedFile, Secrets } from '../core/model.js';
 import { transformCmdline } from '../core/render/cmdline.js';
 import { fileDigest, renderInventory } from './render.js';
-import { atomicWriteFile } from './atomic.js';
 
 export interface BuildOptions {
   inventory: Inventory;
@@ -46,6 +51,8 @@ export interface BuildOptions {
   toolVersion: string;
   /** progress of one node: phase name and fraction 0..1 */
   onProgress?: (node: string, phase: string, fraction: number) => void;
+  /** a line worth telling the operator (e.g. stale temp files removed) */
+  onNote?: (message: string) => void;
 }
 
 export interface BuildRecord {
@@ -141,11 +148,11 @@ export function inventoryHash(inv: Inventory): string {
   return sha256(JSON.stringify({ cluster: { ...inv.cluster, source: undefined }, nodes: inv.nodes.map((n) => ({ ...n, source: undefined })) }));
 }
 
-async function compressFile(src: string, dest: string, kind: 'xz' | 'zstd'): Promise<void> {
+async function compressFile(src: string, dest: string, kind: 'xz' | 'zstd', commit: TempOutputOptions): Promise<void> {
   await withTempOutput(dest, async (tmp) => {
-    if (kind === 'xz') await run('sh', ['-c', 'xz -T0 -c -6 -- "$1" > "$2"', 'sh', src, tmp], { what: 'xz' });
+    if (kind === 'xz') await run('sh', ['-c', 'umask 077 && xz -T0 -c -6 -- "$1" > "$2"', 'sh', src, tmp], { what: 'xz' });
     else await run('zstd', ['-q', '-T0', '-f', '-o', tmp, '--', src], { what: 'zstd' });
-  });
+  }, commit);
 }
 
 /**
@@ -201,41 +208,14 @@ async function bakeNode(
     });
   const hash = (path: string) => fileSha256(path, undefined, shared.signal);
 
-  if (plan.compress === 'none') {
-    await withTempOutput(rawOut, async (tmp) => {
-      await write(tmp);
-      rawSha = await shared.finishing(() => hash(tmp));
-      await shared.base; // the base checked out before the image appears
-    });
-    finalSha = rawSha;
-  } else {
-    // the raw image only ever exists under a temp name; the compressed one is renamed into place
-    const kind = plan.compress;
-    const rawTmp = tempPathFor(rawOut);
-    const unregister = removeOnSignal(rawTmp);
-    try {
-      await write(rawTmp);
-      await shared.finishing(async () => {
-        rawSha = await hash(rawTmp);
-        await shared.base; // the base checked out before the image appears
-        progress('compress', 0.85);
-        await compressFile(rawTmp, plan.output, kind);
-        finalSha = await hash(plan.output);
-      });
-    } finally {
-      await rm(rawTmp, { force: true });
-      unregister();
-    }
-  }
-  const finalSize = (await stat(plan.output)).size;
-
-  const payloadFiles = await Promise.all(
-    plan.payload.map(async (p) => {
-      const digest = await shared.payloadSha256(p.source);
-      return { target: 'root' as const, path: p.dest, mode: `0${p.mode.toString(8)}`, bytes: p.size, secret: false, sha256: digest, digest: digest.slice(0, 12) };
-    }),
-  );
-  const record: BuildRecord = {
+  const payloadFiles = async () =>
+    Promise.all(
+      plan.payload.map(async (p) => {
+        const digest = await shared.payloadSha256(p.source);
+        return { target: 'root' as const, path: p.dest, mode: `0${p.mode.toString(8)}`, bytes: p.size, secret: false, sha256: digest, digest: digest.slice(0, 12) };
+      }),
+    );
+  const makeRecord = async (finalPath: string, finalSize: number): Promise<BuildRecord> => ({
     version: 1,
     node: plan.node,
     role: plan.role,
@@ -244,7 +224,7 @@ async function bakeNode(
     builtAt: opts.now.toISOString(),
     base: await shared.base,
     inputs: shared.inputs,
-    image: { path: plan.output, sha256: finalSha, size: finalSize, compress: plan.compress, rawSha256: rawSha },
+    image: { path: finalPath, sha256: finalSha, size: finalSize, compress: plan.compress, rawSha256: rawSha },
     files: [
       ...injected.map((f) => ({
         target: f.target as 'boot' | 'root',
@@ -255,12 +235,73 @@ async function bakeNode(
         ...(f.secret ? {} : { sha256: sha256(f.contents) }),
         digest: fileDigest(f, secrets),
       })),
-      ...payloadFiles,
+      ...(await payloadFiles()),
     ],
+  });
+  // Image and record are committed as a pair: the record is written to a temp file while the image
+  // is still under its temp name (a full disk or an unwritable record fails here, and the old pair
+  // stays); then the old record goes, the image is renamed, and the record follows.
+  const recordFile = recordPath(opts.outDir, plan.node);
+  let record: BuildRecord | undefined;
+  let recordTmp: { path: string; forget: () => void } | undefined;
+  const pair = {
+    mode: PRIVATE_FILE_MODE,
+    beforeRename: async (tmp: string) => {
+      record = await makeRecord(plan.output, (await stat(tmp)).size);
+      recordTmp = await writeTempFile(recordFile, `${JSON.stringify(record, null, 2)}\n`, 0o644);
+      await rm(recordFile, { force: true });
+    },
+    afterRename: async () => {
+      await rename(recordTmp!.path, recordFile);
+      recordTmp!.forget();
+      recordTmp = undefined;
+    },
   };
-  await atomicWriteFile(recordPath(opts.outDir, plan.node), `${JSON.stringify(record, null, 2)}\n`, 0o644);
+
+  try {
+    if (plan.compress === 'none') {
+      await withTempOutput(
+        rawOut,
+        async (tmp) => {
+          await write(tmp);
+          rawSha = await shared.finishing(() => hash(tmp));
+          finalSha = rawSha;
+          await shared.base; // the base checked out before the image appears
+        },
+        pair,
+      );
+    } else {
+      // the raw image only ever exists under a temp name; the compressed one is renamed into place
+      const kind = plan.compress;
+      const rawTmp = tempPathFor(rawOut);
+      const unregister = removeOnSignal(rawTmp);
+      try {
+        await write(rawTmp);
+        await shared.finishing(async () => {
+          rawSha = await hash(rawTmp);
+          await shared.base; // the base checked out before the image appears
+          progress('compress', 0.85);
+          await compressFile(rawTmp, plan.output, kind, {
+            ...pair,
+            beforeRename: async (tmp) => {
+              finalSha = await hash(tmp);
+              await pair.beforeRename(tmp);
+            },
+          });
+        });
+      } finally {
+        await rm(rawTmp, { force: true });
+        unregister();
+      }
+    }
+  } finally {
+    if (recordTmp) {
+      recordTmp.forget();
+      await rm(recordTmp.path, { force: true });
+    }
+  }
   progress('done', 1);
-  return record;
+  return record!;
 }
 
 export function recordPath(outDir: string, node: string): string {
@@ -316,7 +357,11 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
   if (opts.dryRun) return { plans, records: [] };
 
   try {
-    await mkdir(opts.outDir, { recursive: true });
+    // a new output directory is owner-only: images hold the join token in their seed
+    await mkdir(opts.outDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    for (const stale of await removeStaleTemps(opts.outDir)) {
+      opts.onNote?.(`removed ${stale.path} (${formatBytes(stale.bytes)}), left by an interrupted build (process ${stale.pid} no longer runs)`);
+    }
   } catch (cause) {
     throw new IoError(`cannot create output directory ${opts.outDir}: ${(cause as NodeJS.ErrnoException).code}`, {
       hint: 'pass --out DIR pointing at a writable directory',

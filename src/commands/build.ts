@@ -7,7 +7,7 @@ import { createProgress, type ProgressTask } from '../adapters/progress.js';
 import { describePlan } from '../core/bake.js';
 import { InputError } from '../core/errors.js';
 import { toolVersion } from '../app/version.js';
-import { type GlobalArgs, io } from './context.js';
+import { type GlobalArgs, io, wholeNumber } from './context.js';
 
 interface BuildArgs extends GlobalArgs {
   nodes: string[];
@@ -32,7 +32,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       .option('build-dir', { type: 'string', default: join('build', 'images'), describe: 'where the images and build records go (the directory flash, diff, netboot read)' })
       .option('out', { type: 'string', hidden: true, describe: 'deprecated: use --build-dir' })
       .option('compress', { choices: ['none', 'xz', 'zstd'] as const, default: 'none' as const, describe: 'compress the images' })
-      .option('jobs', { alias: 'j', type: 'number', default: 2, describe: 'nodes baked in parallel' })
+      .option('jobs', { alias: 'j', type: 'string', default: '2', coerce: wholeNumber('--jobs', 1, 64), describe: 'nodes baked in parallel' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan, write nothing' })
       .example('$0 build pi-cluster-4', 'one image from the cached base')
       .example('$0 build --all --base ./raspios.img --compress zstd', 'every node, offline base, compressed'),
@@ -43,7 +43,6 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
         hint: 'e.g. `pi-image build pi-cluster-4` or `pi-image build --all`',
       });
     }
-    if (!Number.isInteger(argv.jobs) || argv.jobs < 1) throw new InputError(`--jobs ${argv.jobs}: must be a whole number ≥ 1`);
     const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
     if (argv.out !== undefined) out.err('note: --out is deprecated for build; use --build-dir (the name every command uses for the image directory)\n');
     const dir = argv.out ?? argv['build-dir'];
@@ -65,6 +64,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
         cwd: out.cwd,
         now: new Date(),
         toolVersion: toolVersion(),
+        onNote: (message) => out.err(`${message}\n`),
         onProgress: (node, phase, fraction) => {
           let t = tasks.get(node);
           if (!t) tasks.set(node, (t = progress.task(node, 100)));
@@ -86,6 +86,10 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
     }
     for (const r of result.records) {
       out.out(`${r.node}: ${r.image.path} (${(r.image.size / 1048576).toFixed(0)} MiB, sha256 ${r.image.sha256.slice(0, 16)}…, instance ${r.instanceId})\n`);
+    }
+    const secretFiles = [...new Set(result.records.flatMap((r) => r.files.filter((f) => f.secret).map((f) => (f.target === 'boot' ? `boot partition /${f.path}` : `root file system ${f.path}`))))];
+    if (secretFiles.length > 0) {
+      out.out(`secrets inside the images (tokens, node password${result.records.some((r) => r.files.some((f) => f.secret && f.path === 'network-config')) ? ', Wi-Fi passphrase' : ''}): ${secretFiles.join(', ')}; the image files are owner-only (0600): keep copies private\n`);
     }
     out.out(`built ${result.records.length} image(s) in ${((Date.now() - started) / 1000).toFixed(1)} s; flash with \`pi-image flash <node> --device /dev/sdX\`\n`);
   },

@@ -38,3 +38,19 @@ export function lastValue<T>(v: T | T[]): T {
 }
 export const lastString = (v: string | string[]): string => lastValue(v);
 export const lastNumber = (v: number | number[]): number => lastValue(v);
+
+/**
+ * yargs coercion for a whole-number option given as text: `--jobs abc` is a usage error that echoes
+ * what was typed (a `type: 'number'` option would only see NaN). Repeated flags: the last one wins.
+ */
+export function wholeNumber(flag: string, min: number, max = Number.MAX_SAFE_INTEGER): (v: unknown) => number {
+  return (v) => {
+    const raw = Array.isArray(v) ? v[v.length - 1] : v;
+    const text = String(raw).trim();
+    if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+      const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`;
+      throw new Error(`${flag} ${JSON.stringify(String(raw))}: must be a whole number ${range}`);
+    }
+    return Number(text);
+  };
+}

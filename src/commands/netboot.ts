@@ -1,9 +1,11 @@
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
 import { exportNode, hostAddresses, writeSharedFiles, type NodeExportResult } from '../adapters/netboot.js';
-import { InputError } from '../core/errors.js';
+import { InputError, IoError } from '../core/errors.js';
 import { cidrContains, parseCidr } from '../core/inventory/net.js';
 import { planNetboot } from '../core/netboot.js';
 import { type GlobalArgs, io } from './context.js';
@@ -36,6 +38,7 @@ export const netbootCommand: CommandModule<GlobalArgs, NetbootArgs> = {
     const out = io();
     const inv = await loadInventory(argv.inventory, { cwd: out.cwd });
     const root = resolve(out.cwd, argv.root);
+    await checkExportRoot(root, argv.root);
     const server = argv.server ?? (await defaultServer(inv.cluster.network.cidr));
     const plan = planNetboot(inv, { root, server, ...(argv.node === undefined ? {} : { only: [argv.node] }) });
     for (const s of plan.skipped) out.err(`${s.node === '(server)' ? '' : `skipping ${s.node}: `}${s.reason}\n`);
@@ -66,6 +69,28 @@ export const netbootCommand: CommandModule<GlobalArgs, NetbootArgs> = {
     out.out(`next: see ${join(plan.root, 'EEPROM.md')} and docs/runbooks/netboot.md\n`);
   },
 };
+
+/** --root must be a writable directory, or not exist yet (it is created): a clear error before any work. */
+async function checkExportRoot(root: string, given: string): Promise<void> {
+  let st;
+  try {
+    st = await stat(root);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') throw new InputError(`--root ${given}: a part of the path is a file, not a directory`, { hint: 'pass --root DIR, the export directory (e.g. /srv/netboot)' });
+    throw new IoError(`--root ${given}: cannot read it (${code})`, { cause: error });
+  }
+  if (!st.isDirectory()) throw new InputError(`--root ${given} is a file, not a directory`, { hint: 'pass --root DIR, the export directory (e.g. /srv/netboot); it is created when missing' });
+  try {
+    await access(root, constants.W_OK);
+  } catch (error) {
+    throw new IoError(`--root ${given} is not writable (${(error as NodeJS.ErrnoException).code})`, {
+      hint: 'run as a user who may write there, or choose another --root',
+      cause: error,
+    });
+  }
+}
 
 async function defaultServer(cidr: string | undefined): Promise<string> {
   const addrs = await hostAddresses();
