@@ -49,7 +49,14 @@ export const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
       await verifyPorts((line) => out.err(line)),
     );
     if (argv.output === 'json') {
+      // one JSON document on stdout: the report, with the error inside when verify gave up
       printJson(out, report);
+      if (error) {
+        out.err(`error: ${error.message}\n`);
+        if (error.hint) out.err(`hint: ${error.hint}\n`);
+        setExitCode(error.exitCode);
+        return;
+      }
     } else if (!error) {
       out.out(`cluster ${report.cluster} via ${report.server} (context ${report.context})\n`);
       out.out(renderTable(report.checks));
