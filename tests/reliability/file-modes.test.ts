@@ -1,5 +1,5 @@
 /**
- * Every file the commands write (render, build, netboot) is walked: a file holding a secret value
+ * Every file render and build write is walked: a file holding a secret value
  * (a join token, the agent token, a node password) is owner-only (no group or other bits), and so
  * is the directory pi-image created for images. Files without secrets may be world-readable.
  */
@@ -45,7 +45,6 @@ function checkModes(dir: string): { files: number; secret: number } {
 beforeAll(async () => {
   base = await makePiOsImage();
   const files = sampleFiles();
-  files['pi-cluster-3.yaml'] = files['pi-cluster-3.yaml']!.replace('boot: sd', 'boot: netboot') + 'dataDisk:\n  device: /dev/disk/by-label/rancher\n';
   inv = writeInventory(files);
   env = { PATH: process.env.PATH, HOME: join(inv.root, 'home'), XDG_CONFIG_HOME: join(inv.root, 'config'), PI_IMAGE_CACHE: join(inv.root, 'cache') };
   const init = await cli(['secrets', 'init'], { cwd: inv.root, env });
@@ -91,14 +90,5 @@ describe('reliability: modes of the files the commands write', () => {
     expect(statSync(join(out, 'pi-cluster-4.img.zst')).mode & 0o777).toBe(0o600);
     const m = checkModes(out);
     expect(m.secret).toBeGreaterThanOrEqual(1); // the raw image holds the seed in clear
-  }, 600_000);
-
-  it('netboot: no file of the export holds a secret unless it is owner-only', async () => {
-    const root = join(inv.root, 'netboot');
-    const r = await cli(['netboot', 'pi-cluster-3', '--root', root, '--server', '10.0.0.2', '--build-dir', join(inv.root, 'images')], { cwd: inv.root, env });
-    expect(r.code, r.stderr).toBe(0);
-    const m = checkModes(root);
-    expect(m.files).toBeGreaterThan(10);
-    expect(m.secret).toBeGreaterThanOrEqual(1); // the token files in the NFS root
   }, 600_000);
 });
