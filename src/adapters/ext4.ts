@@ -324,6 +324,17 @@ export async function ext4List(v: Ext4Volume, dir: string): Promise<string[]> {
 }
 
 /**
+ * Whether the base carries Raspberry Pi's userconf-pi (the first-boot user rename): its
+ * /usr/bin/cancel-rename, or its userconfig.service unit.
+ */
+export async function hasUserconfPi(v: Ext4Volume): Promise<boolean> {
+  for (const p of ['/usr/bin/cancel-rename', '/usr/lib/systemd/system/userconfig.service', '/lib/systemd/system/userconfig.service']) {
+    if ((await ext4Stat(v, p)) !== undefined) return true;
+  }
+  return false;
+}
+
+/**
  * Refuses a base without cloud-init: pi-image provisions nodes through a NoCloud seed, which needs
  * /etc/cloud/cloud.cfg in the root filesystem.
  */

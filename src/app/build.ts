@@ -8,7 +8,7 @@ import { setMaxListeners } from 'node:events';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { cacheDir, cachedImagePath, readCacheRecord } from '../adapters/download.js';
-import { type Ext4Op, requireCloudInit } from '../adapters/ext4.js';
+import { type Ext4Op, hasUserconfPi, requireCloudInit } from '../adapters/ext4.js';
 import { fatReadText } from '../adapters/fat.js';
 import {
   allocatedBytes,
@@ -202,7 +202,10 @@ async function bakeNode(
       injected.push(cmdlineFile);
       // the payload (k3s binary, images, manifests) goes in the same debugfs run as any rendered
       // rootfs file, read by debugfs straight from the build machine (never held in memory)
-      const payload = plan.payload.map((p): Ext4Op => ({ kind: 'copy', path: p.dest, source: p.source, mode: p.mode }));
+      const payload: Ext4Op[] = [
+        ...plan.edits,
+        ...plan.payload.map((p): Ext4Op => ({ kind: 'copy', path: p.dest, source: p.source, mode: p.mode })),
+      ];
       await writeRenderedFiles(tmp, layout, injected, { epoch, rootOps: payload });
       progress('hash', 0.75);
     });
@@ -341,7 +344,9 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
 
   const base = await resolveBase(opts);
   const layout = await inspectImage(base.path);
-  await requireCloudInit({ image: base.path, offset: layout.root.startBytes });
+  const rootVolume = { image: base.path, offset: layout.root.startBytes };
+  await requireCloudInit(rootVolume);
+  const baseFacts = { userconfPi: await hasUserconfPi(rootVolume) };
   const { airgap, manifests } = await payloadInputs(inv);
 
   const plans = sets.map((set) =>
@@ -351,6 +356,7 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
       output: join(opts.outDir, `${set.node}.img`),
       compress: opts.compress,
       manifests,
+      baseFacts,
       ...(airgap ? { airgap } : {}),
     }),
   );

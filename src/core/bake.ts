@@ -23,6 +23,34 @@ export interface HostFile {
   size: number;
 }
 
+/** A change to a file the base image already has (the bake only adds files otherwise). */
+export type RootfsEdit = { kind: 'remove'; path: string } | { kind: 'symlink'; path: string; target: string };
+
+/** What the build learned about the base image's root filesystem. */
+export interface BaseFacts {
+  /**
+   * Raspberry Pi's userconf-pi is installed (`/usr/bin/cancel-rename` or `userconfig.service`):
+   * pi-gen's export runs `rename-user`, which leaves userconfig.service enabled and getty@tty1
+   * disabled (pi-gen export-image/01-user-rename/01-run.sh; userconf-pi rename-user).
+   */
+  userconfPi: boolean;
+}
+
+/**
+ * What userconf-pi's `cancel-rename` does on a console system (RPi-Distro/userconf-pi
+ * cancel-rename: rm /var/lib/userconf-pi/autologin and /etc/ssh/sshd_config.d/rename_user.conf,
+ * `systemctl disable userconfig`, `systemctl enable getty@tty1`), as edits of the rootfs.
+ * userconfig.service is a oneshot on tty8, WantedBy=multi-user.target (debian/
+ * userconf-pi.userconfig.service): left enabled it waits for an answer on the console, holding
+ * multi-user.target, so cloud-final and the join unit never run on a headless node.
+ */
+export const USERCONF_GUARD: readonly RootfsEdit[] = [
+  { kind: 'remove', path: '/etc/systemd/system/multi-user.target.wants/userconfig.service' },
+  { kind: 'symlink', path: '/etc/systemd/system/getty.target.wants/getty@tty1.service', target: '/usr/lib/systemd/system/getty@.service' },
+  { kind: 'remove', path: '/etc/ssh/sshd_config.d/rename_user.conf' },
+  { kind: 'remove', path: '/var/lib/userconf-pi/autologin' },
+];
+
 export interface BakeInputs {
   /** the base image to copy (never modified) */
   basePath: string;
@@ -34,6 +62,8 @@ export interface BakeInputs {
   airgap?: { dir: string; files: readonly HostFile[] };
   /** manifests/*.yaml found for server images */
   manifests: readonly HostFile[];
+  /** facts about the base's root filesystem (default: nothing to guard) */
+  baseFacts?: BaseFacts;
 }
 
 export interface BakePlan {
@@ -48,13 +78,16 @@ export interface BakePlan {
   /** rendered files written into the rootfs */
   root: { path: string; mode: number; bytes: number; secret: boolean }[];
   payload: PayloadFile[];
+  /** edits of files the base already has (the userconf-pi guard) */
+  edits: RootfsEdit[];
 }
 
 export const AIRGAP_BINARY = 'k3s-arm64';
 export const AIRGAP_INSTALLER = 'install.sh';
 /** image tarball names k3s accepts in agent/images/, most compact first */
 export const AIRGAP_IMAGES = ['k3s-airgap-images-arm64.tar.zst', 'k3s-airgap-images-arm64.tar.gz', 'k3s-airgap-images-arm64.tar'];
-export const MANIFESTS_DIR = '/var/lib/rancher/k3s/server/manifests';
+/** where a server image carries manifests/ (the join script copies them to <data-dir>/server/manifests) */
+export const MANIFESTS_DIR = NODE_PATHS.manifestsStage;
 
 function outputName(output: string, compress: BakeInputs['compress']): string {
   return compress === 'xz' ? `${output}.xz` : compress === 'zstd' ? `${output}.zst` : output;
@@ -79,7 +112,7 @@ export function airgapPayload(inventory: Inventory, airgap: NonNullable<BakeInpu
   return [
     { source: bin.path, dest: NODE_PATHS.k3sBinary, mode: 0o755, size: bin.size },
     { source: inst.path, dest: NODE_PATHS.bakedInstaller, mode: 0o755, size: inst.size },
-    { source: images!.path, dest: `/var/lib/rancher/k3s/agent/images/${images!.name}`, mode: 0o644, size: images!.size },
+    { source: images!.path, dest: `${NODE_PATHS.airgapStage}/${images!.name}`, mode: 0o644, size: images!.size },
   ];
 }
 
@@ -106,6 +139,7 @@ export function planBake(inventory: Inventory, set: NodeFileSet, inputs: BakeInp
       .filter((f) => f.target === 'root')
       .map((f) => ({ path: f.path, mode: f.mode, bytes: Buffer.byteLength(f.contents), secret: f.secret })),
     payload,
+    edits: inputs.baseFacts?.userconfPi ? [...USERCONF_GUARD] : [],
   };
 }
 
@@ -130,6 +164,9 @@ export function describePlan(plan: BakePlan): string[] {
   ];
   for (const r of plan.root) lines.push(`  rootfs: ${r.path} (0${r.mode.toString(8)}${r.secret ? ', secret' : ''})`);
   for (const p of plan.payload) lines.push(`  rootfs: ${p.dest} (0${p.mode.toString(8)}, ${p.size} bytes from ${p.source})`);
+  if (plan.edits.length > 0) {
+    lines.push('  rootfs: userconf-pi guard (as cancel-rename on a console system): userconfig.service disabled, getty@tty1 enabled, rename_user.conf removed');
+  }
   if (plan.compress !== 'none') lines.push(`  compress with ${plan.compress}`);
   return lines;
 }

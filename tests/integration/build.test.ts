@@ -98,12 +98,17 @@ describe('pi-image build', () => {
     expect(manifests.length).toBeGreaterThan(0);
     const serverRoot = { image: join(out, 'pi-cluster-1.img'), offset: base.rootOffset };
     for (const m of manifests) {
-      const p = `/var/lib/rancher/k3s/server/manifests/${m}`;
+      const p = `/var/lib/pi-image/manifests/${m}`;
       expect((await ext4ReadFile(serverRoot, p)).equals(readFileSync(join(REPO_ROOT, 'manifests', m)))).toBe(true);
       expect((await ext4Stat(serverRoot, p))!.mode).toBe(0o600);
     }
     const agentRoot = { image: join(out, 'pi-cluster-4.img'), offset: base.rootOffset };
-    expect(await ext4Stat(agentRoot, `/var/lib/rancher/k3s/server/manifests/${manifests[0]}`)).toBeUndefined();
+    expect(await ext4Stat(agentRoot, `/var/lib/pi-image/manifests/${manifests[0]}`)).toBeUndefined();
+    // cloud-init-local waits for the seed's mount (baked: it runs before cloud-init could write it)
+    const dropIn = (await ext4ReadFile(agentRoot, '/etc/systemd/system/cloud-init-local.service.d/10-pi-image-seed-mount.conf')).toString();
+    expect(dropIn).toMatch(/^\[Unit\]\nRequiresMountsFor=\/boot\/firmware$/m);
+    // the sample base has no userconf-pi: nothing of the guard is added
+    expect(await ext4Stat(agentRoot, '/etc/systemd/system/getty.target.wants/getty@tty1.service')).toBeUndefined();
   });
 
   it('bakes the air-gap payload with its modes, and refuses an incomplete air-gap directory', async () => {
@@ -134,7 +139,9 @@ describe('pi-image build', () => {
       const root = { image: join(out, 'pi-cluster-3.img'), offset: base.rootOffset };
       expect((await ext4ReadFile(root, '/usr/local/bin/k3s')).equals(binary)).toBe(true);
       expect((await ext4Stat(root, '/usr/local/bin/k3s'))!.mode).toBe(0o755);
-      expect((await ext4ReadFile(root, '/var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst')).equals(images)).toBe(true);
+      // staged outside /var/lib/rancher (a data disk mounted there would hide it); the join script copies it
+      expect((await ext4ReadFile(root, '/var/lib/pi-image/airgap/k3s-airgap-images-arm64.tar.zst')).equals(images)).toBe(true);
+      expect(await ext4Stat(root, '/var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst')).toBeUndefined();
       expect((await ext4Stat(root, '/usr/local/share/pi-image/install.sh'))!.mode).toBe(0o755);
       const ext = await fsckExt4(root.image, base.rootOffset);
       expect(ext.ok, ext.output).toBe(true);
@@ -180,8 +187,37 @@ describe('pi-image build', () => {
     const r = await build(['--all', '--base', base.path, '--build-dir', out, '--dry-run']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('pi-cluster-1 (server');
-    expect(r.stdout).toContain('/var/lib/rancher/k3s/server/manifests/');
+    expect(r.stdout).toContain('/var/lib/pi-image/manifests/');
     expect(existsSync(out)).toBe(false);
+  });
+
+  it('on a base with userconf-pi, bakes what cancel-rename does on a console system', async () => {
+    const userconf = await makePiOsImage({
+      rootFiles: {
+        '/usr/bin/cancel-rename': '#!/bin/bash\n',
+        '/usr/lib/systemd/system/userconfig.service': '[Unit]\nDescription=User configuration dialog\n[Service]\nType=oneshot\nExecStart=/usr/lib/userconf-pi/userconf-service\n[Install]\nWantedBy=multi-user.target\n',
+        '/etc/systemd/system/multi-user.target.wants/userconfig.service': '(enabled by rename-user)\n',
+        '/etc/ssh/sshd_config.d/rename_user.conf': 'Banner /usr/share/userconf-pi/sshd_banner\n',
+      },
+    });
+    try {
+      const out = join(inv.root, 'out-userconf');
+      const r = await build(['pi-cluster-2', '--base', userconf.path, '--out', out]);
+      expect(r.code, r.stderr).toBe(0);
+      const root = { image: join(out, 'pi-cluster-2.img'), offset: userconf.rootOffset };
+      expect(await ext4Stat(root, '/etc/systemd/system/multi-user.target.wants/userconfig.service')).toBeUndefined();
+      expect(await ext4Stat(root, '/etc/ssh/sshd_config.d/rename_user.conf')).toBeUndefined();
+      const getty = await ext4Stat(root, '/etc/systemd/system/getty.target.wants/getty@tty1.service');
+      expect(getty?.type).toBe('symlink');
+      expect(getty?.linkTarget).toBe('/usr/lib/systemd/system/getty@.service');
+      expect(await ext4Stat(root, '/usr/lib/systemd/system/userconfig.service')).toBeDefined(); // the package stays
+      const ext = await fsckExt4(root.image, userconf.rootOffset);
+      expect(ext.ok, ext.output).toBe(true);
+      const dry = await build(['pi-cluster-2', '--base', userconf.path, '--out', join(inv.root, 'out-userconf-dry'), '--dry-run']);
+      expect(dry.stdout).toContain('userconf-pi guard');
+    } finally {
+      await userconf.cleanup();
+    }
   });
 
   const bad: [string, () => string[], number, string][] = [

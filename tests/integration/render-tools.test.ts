@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -180,7 +180,7 @@ describe('join script behaviour (stubbed node)', () => {
   function setup(node: NodeFileSet, opts: { serverUpAfter: number; airgap: boolean }) {
     const root = mkdtempSync(join(work, `node-${node.node}-`));
     const d = (p: string) => join(root, p);
-    for (const p of ['bin', 'status', 'seed', 'data/agent', 'share', 'stub']) mkdirSync(d(p), { recursive: true });
+    for (const p of ['bin', 'status', 'seed', 'data/agent', 'share', 'stub', 'airgap', 'manifests', 'cloud/instances/i-1', 'systemd']) mkdirSync(d(p), { recursive: true });
     let script = node.files.find((f) => f.path === NODE_PATHS.joinScript)!.contents;
     const set = (name: string, value: string) => {
       const re = new RegExp(`^readonly ${name}=.*$`, 'm');
@@ -192,9 +192,19 @@ describe('join script behaviour (stubbed node)', () => {
     set('DATA_DIR', d('data'));
     set('BAKED_INSTALLER', d('share/install.sh'));
     set('K3S_BIN', d('bin/k3s'));
+    set('AIRGAP_STAGE', d('airgap'));
+    set('MANIFESTS_STAGE', d('manifests'));
+    set('CLOUD_DIR', d('cloud'));
+    set('ETC_SYSTEMD', d('systemd'));
     writeFileSync(d('join.sh'), script, { mode: 0o755 });
     const seed = node.files.find((f) => f.path === 'user-data')!.contents;
     writeFileSync(d('seed/user-data'), seed);
+    // the copies cloud-init keeps of the raw user-data, root-only
+    writeFileSync(d('cloud/instances/i-1/user-data.txt'), seed, { mode: 0o600 });
+    writeFileSync(d('cloud/instances/i-1/user-data.txt.i'), `Content-Type: multipart/mixed\n${seed}`, { mode: 0o600 });
+    // what the bake stages outside /var/lib/rancher
+    if (opts.airgap) writeFileSync(d('airgap/k3s-airgap-images-arm64.tar.zst'), 'images');
+    writeFileSync(d('manifests/00-namespaces.yaml'), 'kind: Namespace\n');
     writeFileSync(d('data/agent/kubelet.kubeconfig'), 'fake');
     const stub = (name: string, body: string) => writeFileSync(d(`stub/${name}`), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
     const S = d('stub');
@@ -250,12 +260,33 @@ esac`,
     const seed = readFileSync(n.d('seed/user-data'), 'utf8');
     expect(seed.startsWith('#cloud-config\n')).toBe(true);
     expect(seed).not.toContain(FAKE_SECRETS.agentToken);
+    for (const copy of ['user-data.txt', 'user-data.txt.i']) {
+      const f = n.d(`cloud/instances/i-1/${copy}`);
+      expect(readFileSync(f, 'utf8')).toMatch(/^# pi-image: redacted/m);
+      expect(readFileSync(f, 'utf8')).not.toContain(FAKE_SECRETS.agentToken);
+      expect(statSync(f).mode & 0o777).toBe(0o600);
+    }
+    // the staged air-gap images were copied where k3s reads them; an agent gets no manifests
+    expect(readFileSync(n.d('data/agent/images/k3s-airgap-images-arm64.tar.zst'), 'utf8')).toBe('images');
+    expect(existsSync(n.d('data/server/manifests'))).toBe(false);
     expect(r.out).not.toContain(FAKE_SECRETS.agentToken);
     expect(readFileSync(n.d('status/status.json'), 'utf8')).not.toContain('FAKE-');
     // a second run (the unit's condition aside) is a no-op
     const again = n.exec();
     expect(again.code).toBe(0);
     expect(again.out).toContain('already joined');
+  });
+
+  it('air-gapped server: copies the staged images and manifests into its data dir before k3s starts', () => {
+    const n = setup(plain[0]!, { serverUpAfter: 0, airgap: true });
+    const script = readFileSync(n.d('join.sh'), 'utf8').replace(/^readonly K3S_SHA256=.*$/m, `readonly K3S_SHA256=${shq(n.sha(n.d('bin/k3s')))}`);
+    writeFileSync(n.d('join.sh'), script);
+    const r = n.exec();
+    expect(r.code, r.out).toBe(0);
+    expect(readFileSync(n.d('data/server/manifests/00-namespaces.yaml'), 'utf8')).toBe('kind: Namespace\n');
+    expect(statSync(n.d('data/server/manifests/00-namespaces.yaml')).mode & 0o777).toBe(0o600);
+    expect(readFileSync(n.d('data/agent/images/k3s-airgap-images-arm64.tar.zst'), 'utf8')).toBe('images');
+    expect(r.out.indexOf('phase: staging-k3s-files')).toBeLessThan(r.out.indexOf('phase: starting-k3s'));
   });
 
   it('server never answers: gives up the run after the attempts, status says why', () => {

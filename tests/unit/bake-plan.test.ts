@@ -32,10 +32,27 @@ describe('planBake', () => {
     const agent = inv.nodes.find((n) => n.role === 'agent')!.hostname;
     const s = planBake(inv, set(server), { ...inputs, airgap });
     const a = planBake(inv, set(agent), { ...inputs, airgap });
-    expect(s.payload.map((p) => p.dest)).toEqual(['/usr/local/bin/k3s', '/usr/local/share/pi-image/install.sh', '/var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst', `${MANIFESTS_DIR}/00-namespaces.yaml`]);
+    expect(s.payload.map((p) => p.dest)).toEqual(['/usr/local/bin/k3s', '/usr/local/share/pi-image/install.sh', '/var/lib/pi-image/airgap/k3s-airgap-images-arm64.tar.zst', `${MANIFESTS_DIR}/00-namespaces.yaml`]);
+    // staged outside /var/lib/rancher: a data disk mounted there would hide them (the join script copies them in)
+    expect(s.payload.every((p) => !p.dest.startsWith('/var/lib/rancher/'))).toBe(true);
+    expect(s.edits).toEqual([]);
     expect(a.payload.map((p) => p.dest)).not.toContain(`${MANIFESTS_DIR}/00-namespaces.yaml`);
     expect(s.boot.map((b) => b.path)).toEqual(['user-data', 'meta-data', 'cmdline.txt']);
     expect(describePlan(s).join('\n')).toContain('the base itself is not modified');
+  });
+
+  it('bakes the userconf-pi guard (cancel-rename on a console system) only into a base that has userconf-pi', () => {
+    const inv = fixtureInventory();
+    const node = inv.nodes[0]!.hostname;
+    const guarded = planBake(inv, set(node), { ...inputs, baseFacts: { userconfPi: true } });
+    expect(guarded.edits).toEqual([
+      { kind: 'remove', path: '/etc/systemd/system/multi-user.target.wants/userconfig.service' },
+      { kind: 'symlink', path: '/etc/systemd/system/getty.target.wants/getty@tty1.service', target: '/usr/lib/systemd/system/getty@.service' },
+      { kind: 'remove', path: '/etc/ssh/sshd_config.d/rename_user.conf' },
+      { kind: 'remove', path: '/var/lib/userconf-pi/autologin' },
+    ]);
+    expect(describePlan(guarded).join('\n')).toContain('userconf-pi guard');
+    expect(planBake(inv, set(node), { ...inputs, baseFacts: { userconfPi: false } }).edits).toEqual([]);
   });
 
   it('names the output after the compression', () => {

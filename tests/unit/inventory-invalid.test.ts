@@ -232,6 +232,37 @@ const cases: Case[] = [
     edit: (f) => sub(f, N3, /ip: .*\n/, ''),
     expect: ['nodes/pi-cluster-3.yaml:1:1 ip is required'],
   },
+  // --- k3s extras, checked per role against the flags k3s defines (src/core/k3s/flags.ts) ---
+  {
+    name: 'server-only k3s key on an agent',
+    edit: (f) => (f[N2] = `${f[N2]!}k3s:\n  disable: [traefik]\n`),
+    expect: ['nodes/pi-cluster-2.yaml:12:3 k3s.disable: "disable" is a k3s server flag, not an agent flag (pi-cluster-2 is an agent): k3s agent exits with "flag provided but not defined"'],
+  },
+  {
+    name: 'typo in an agent k3s key, with a suggestion',
+    edit: (f) => (f[N3] = `${f[N3]!}k3s:\n  node-lable: [zone=a]\n`),
+    expect: ['nodes/pi-cluster-3.yaml:12:3 k3s.node-lable: "node-lable" is not a k3s agent flag (pi-cluster-3 is an agent)', 'did you mean "node-label"?'],
+  },
+  {
+    name: 'inventory-owned key in k3s extras',
+    edit: (f) => (f[N4] = `${f[N4]!}k3s:\n  node-ip: 10.0.0.99\n`),
+    expect: ['nodes/pi-cluster-4.yaml:14:3 k3s.node-ip: "node-ip" is set by pi-image from the inventory and cannot be overridden'],
+  },
+  {
+    name: 'token in the server defaults',
+    edit: (f) => sub(f, C, '      disable: [servicelb]\n', '      disable: [servicelb]\n      token: hunter2\n'),
+    expect: ['nodes/cluster.yaml:33:7 defaults.server.k3s.token: "token" is set by pi-image from the inventory'],
+  },
+  {
+    name: 'server flag in the agent defaults',
+    edit: (f) => sub(f, C, '  agent:\n', '  agent:\n    k3s:\n      kube-apiserver-arg: [a=b]\n'),
+    expect: ['nodes/cluster.yaml:35:7 defaults.agent.k3s.kube-apiserver-arg: "kube-apiserver-arg" is a k3s server flag, not an agent flag (defaults.agent applies to agents)'],
+  },
+  {
+    name: 'k3s data-dir off the node\'s data disk',
+    edit: (f) => (f[N3] = `${f[N3]!}dataDisk:\n  device: /dev/disk/by-label/rancher\nk3s:\n  data-dir: /srv/k3s\n`),
+    expect: ['nodes/pi-cluster-3.yaml:14:13 k3s.data-dir: /srv/k3s is not on the data disk mounted at /var/lib/rancher'],
+  },
   {
     name: 'no node files',
     edit: (f) => {
@@ -306,6 +337,17 @@ describe('pi-image validate rejects invalid inventories', () => {
     const strict = await cli(['validate', '--strict'], { cwd: inv.root });
     expect(strict.code).toBe(2);
     expect(strict.stderr).toContain('--strict: warnings are fatal');
+  });
+
+  it('warns about an unknown k3s key on a server (k3s server skips it) with a suggestion', async () => {
+    const files = sampleFiles();
+    files[N1] = `${files[N1]!}k3s:\n  tls-sna: [pi.example.com]\n  data-dir: /var/lib/rancher/k3s-data\n`;
+    const inv = writeInventory(files);
+    cleanups.push(inv.cleanup);
+    const r = await cli(['validate'], { cwd: inv.root });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('warning: nodes/pi-cluster-1.yaml:13:3 k3s.tls-sna: "tls-sna" is not a k3s server flag (pi-cluster-1 is a server): k3s server logs "Unknown flag" and ignores it; did you mean "tls-san"?');
+    expect(r.stderr).not.toContain('data-dir');
   });
 
   it('names a missing inventory directory', async () => {

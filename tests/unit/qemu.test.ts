@@ -9,7 +9,7 @@ describe('virtCmdline', () => {
   it('turns a baked Pi command line into one for the virt board, keeping the cgroup and ds= tokens', () => {
     const baked = transformCmdline(PI_GEN, 'pi-cluster-4-0123456789abcdef');
     expect(virtCmdline(baked)).toBe(
-      'console=ttyAMA0 root=/dev/vda2 rootwait net.ifnames=0 rootfstype=ext4 fsck.repair=yes cgroup_enable=memory cgroup_memory=1 ds=nocloud;i=pi-cluster-4-0123456789abcdef',
+      'console=ttyAMA0 root=/dev/vda2 rootwait net.ifnames=0 rootfstype=ext4 fsck.repair=yes cgroup_enable=memory ds=nocloud;i=pi-cluster-4-0123456789abcdef',
     );
   });
 

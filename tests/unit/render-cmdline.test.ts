@@ -16,7 +16,7 @@ describe('transformCmdline', () => {
     const t = toks(out);
     expect(t.slice(0, toks(PI_OS).length)).toEqual(toks(PI_OS));
     expect(t).toContain('cgroup_enable=memory');
-    expect(t).toContain('cgroup_memory=1');
+    expect(t).not.toContain('cgroup_memory=1'); // obsolete on Pi kernels (issue 9)
     expect(t.at(-1)).toBe('ds=nocloud;i=node-a-1234');
   });
 
@@ -33,8 +33,14 @@ describe('transformCmdline', () => {
   });
 
   it('does not duplicate cgroup tokens the base already has, and copes with extra whitespace', () => {
-    const t = toks(transformCmdline('  console=tty1   cgroup_memory=1  rootwait\n\n', 'x'));
-    expect(t).toEqual(['console=tty1', 'cgroup_memory=1', 'rootwait', 'cgroup_enable=memory', 'ds=nocloud;i=x']);
+    const t = toks(transformCmdline('  console=tty1   cgroup_enable=memory  rootwait\n\n', 'x'));
+    expect(t).toEqual(['console=tty1', 'cgroup_enable=memory', 'rootwait', 'ds=nocloud;i=x']);
+  });
+
+  it('drops the obsolete cgroup_memory=1 an earlier build appended, keeping cgroup_enable=memory', () => {
+    const t = toks(transformCmdline('console=tty1 rootwait cgroup_enable=memory cgroup_memory=1 ds=nocloud;i=old', 'x'));
+    expect(t).toEqual(['console=tty1', 'rootwait', 'cgroup_enable=memory', 'ds=nocloud;i=x']);
+    expect(toks(netbootCmdline('console=tty1 cgroup_memory=1 cgroup_enable=memory', { server: '10.0.0.2', path: '/srv/n' }, 'x'))).not.toContain('cgroup_memory=1');
   });
 });
 

@@ -206,6 +206,40 @@ describe('k3s config.yaml', () => {
     const inv = fixtureInventory();
     inv.nodes[1]!.k3sExtra = { token: 'x' };
     expect(() => renderAll(inv)).toThrow(/nodes\/pi-cluster-2\.yaml.*"token"/);
+    inv.nodes[1]!.k3sExtra = { 'node-ip+': '10.0.0.99' };
+    expect(() => renderAll(inv)).toThrow(/"node-ip\+"/);
+  });
+
+  it('honours data-dir from the k3s extras end to end: config.yaml and the join script wait there', () => {
+    const inv = fixtureInventory();
+    inv.nodes[1]!.k3sExtra = { 'data-dir': '/var/lib/rancher/k3s-data/' };
+    expect(k3sDataDir(inv.nodes[1]!)).toBe('/var/lib/rancher/k3s-data');
+    const set = byNode(renderAll(inv), 'pi-cluster-2');
+    expect(k3sConfigOf(set)['data-dir']).toBe('/var/lib/rancher/k3s-data');
+    const join = file(set, 'build', NODE_PATHS.joinScript).contents;
+    expect(join).toContain(`readonly DATA_DIR=${shq('/var/lib/rancher/k3s-data')}`);
+    expect(join).toContain('local kubeconfig="$DATA_DIR/agent/kubelet.kubeconfig"');
+    // the baked air-gap images and manifests are copied into the data dir before k3s starts
+    expect(join).toContain('copy_staged "$AIRGAP_STAGE" "$DATA_DIR/agent/images" 0644');
+    expect(join).toContain('copy_staged "$MANIFESTS_STAGE" "$DATA_DIR/server/manifests" 0600');
+    expect(join.indexOf('retry "copying the baked')).toBeLessThan(join.indexOf('retry "installing k3s"'));
+    expect(join.indexOf('retry "waiting for the data disk"')).toBeLessThan(join.indexOf('retry "copying the baked'));
+  });
+
+  it('bakes the cloud-init-local drop-in that waits for the seed mount into the rootfs', () => {
+    const set = renderAll()[0]!;
+    const dropIn = file(set, 'root', NODE_PATHS.seedMountDropIn);
+    expect(dropIn.contents).toMatch(/^\[Unit\]\nRequiresMountsFor=\/boot\/firmware$/m);
+    expect(dropIn.mode).toBe(0o644);
+  });
+
+  it('redacts the seed and the copies cloud-init keeps of it once joined', () => {
+    const join = file(renderAll()[0]!, 'build', NODE_PATHS.joinScript).contents;
+    expect(join).toContain('readonly CLOUD_DIR=/var/lib/cloud');
+    for (const f of ['"$CLOUD_DIR"/instances/*/user-data.txt', '"$CLOUD_DIR"/instances/*/user-data.txt.i', '"$CLOUD_DIR"/instances/*/cloud-config.txt']) {
+      expect(join).toContain(f);
+    }
+    expect(join).toContain('redact_file "$SEED_DIR/user-data"');
   });
 });
 

@@ -1,9 +1,8 @@
 /** Stage 3 of inventory validation: rules across fields and files. Pure. */
+import { checkK3sExtras } from '../k3s/extras.js';
 import type { Diagnostic } from './diagnostics.js';
 import { cidrContains, formatCidr, ipv4ToInt, isIpv4, parseCidr } from './net.js';
 import { checkSshPublicKey, placeholderKeyReason } from './sshkey.js';
-import { RESERVED_K3S_KEYS } from '../render/k3s.js';
-import type { SourceFile } from './source.js';
 import { printable } from './text.js';
 import { fileStem } from './names.js';
 import type { ParsedCluster, ParsedNode, ValidateOptions } from './validate.js';
@@ -84,8 +83,12 @@ function checkClusterRules(cluster: ParsedCluster, nodes: readonly ParsedNode[],
     for (const key of Object.keys(d?.labels ?? {})) {
       if (reservedLabel(key)) out.push(cs.diag(['defaults', role, 'labels', key], reservedLabelMessage(key), 'error', true));
     }
-    out.push(...reservedK3sKeys(cs, ['defaults', role, 'k3s'], d?.k3s));
+    for (const f of checkK3sExtras(role, d?.k3s ?? {}, `defaults.${role} applies to ${role}s`)) {
+      out.push(cs.diag(['defaults', role, 'k3s', f.key], f.message, f.severity, true));
+    }
   }
+
+  for (const n of nodes) out.push(...dataDirRules(cluster, n));
 
   const cidr2 = cidr;
   for (const n of nodes) {
@@ -158,22 +161,6 @@ function reservedLabelMessage(key: string): string {
   return `${key}: labels under kubernetes.io/ and k8s.io/ cannot be set by the node itself; use your own prefix such as example.com/${key.slice(key.lastIndexOf('/') + 1)}`;
 }
 
-/** k3s options pi-image sets itself (tokens, server, node name…): the same refusal as render's. */
-function reservedK3sKeys(src: SourceFile, path: (string | number)[], extra: Record<string, unknown> | undefined): Diagnostic[] {
-  const why: Record<string, string> = {
-    token: 'tokens come from the encrypted secrets store (`pi-image secrets`), never from the inventory',
-    'token-file': 'pi-image writes the token file from the encrypted secrets store',
-    'agent-token': 'tokens come from the encrypted secrets store (`pi-image secrets`), never from the inventory',
-    'agent-token-file': 'pi-image writes the agent token file from the encrypted secrets store',
-    'cluster-init': 'set clusterInit: true on the node instead',
-    server: 'the server URL comes from k3s.endpoint in cluster.yaml',
-    'node-name': 'the node name is the hostname (the file name)',
-  };
-  return Object.keys(extra ?? {})
-    .filter((k) => (RESERVED_K3S_KEYS as readonly string[]).includes(k))
-    .map((k) => src.diag([...path, k], `is set by pi-image and cannot be set here: ${why[k] ?? 'remove it'}`, 'error', true));
-}
-
 function checkNodeRules(nodes: readonly ParsedNode[]): Diagnostic[] {
   const out: Diagnostic[] = [];
   // --- node rules ---
@@ -215,8 +202,41 @@ function checkNodeRules(nodes: readonly ParsedNode[]): Diagnostic[] {
     for (const key of Object.keys(d.labels ?? {})) {
       if (reservedLabel(key)) out.push(src.diag(['labels', key], reservedLabelMessage(key), 'error', true));
     }
-    out.push(...reservedK3sKeys(src, ['k3s'], d.k3s));
+    for (const f of checkK3sExtras(d.role, d.k3s ?? {}, `${n.hostname} is ${d.role === 'agent' ? 'an agent' : 'a server'}`)) {
+      out.push(src.diag(['k3s', f.key], f.message, f.severity, true));
+    }
   }
 
+  return out;
+}
+
+/**
+ * `data-dir` in k3s extras (node or role defaults): supported end to end (config.yaml, the join
+ * script's wait for <data-dir>/agent/kubelet.kubeconfig, the air-gap and manifest staging), so it
+ * must be an absolute path, and on a node with a data disk it must lie on that disk.
+ */
+function dataDirRules(cluster: ParsedCluster, n: ParsedNode): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const d = n.data;
+  const fromNode = d.k3s !== undefined && Object.prototype.hasOwnProperty.call(d.k3s, 'data-dir');
+  const defaults = cluster.data.defaults[d.role]?.k3s;
+  const value = fromNode ? d.k3s!['data-dir'] : defaults?.['data-dir'];
+  const at = (msg: string) =>
+    fromNode ? n.source.diag(['k3s', 'data-dir'], msg) : cluster.source.diag(['defaults', d.role, 'k3s', 'data-dir'], `${msg} (applies to ${n.hostname})`);
+  for (const alias of ['d', 'data-dir+']) {
+    if (d.k3s !== undefined && Object.prototype.hasOwnProperty.call(d.k3s, alias)) {
+      out.push(n.source.diag(['k3s', alias], `write "data-dir:" (one absolute path) instead of "${alias}"`, 'error', true));
+    }
+  }
+  if (value === undefined) return out;
+  if (typeof value !== 'string' || !/^\/[A-Za-z0-9._/@+-]*$/.test(value) || value.replace(/\/+$/, '') === '') {
+    out.push(at(`must be an absolute path without spaces, e.g. /var/lib/rancher/k3s`));
+    return out;
+  }
+  const mount = d.dataDisk?.mountPoint.replace(/\/+$/, '');
+  const dir = value.replace(/\/+$/, '');
+  if (mount && dir !== mount && !dir.startsWith(`${mount}/`)) {
+    out.push(at(`${value} is not on the data disk mounted at ${mount}: k3s would keep its data on the ${d.boot === 'netboot' ? 'NFS root' : 'root filesystem'}; put it under ${mount} (e.g. ${mount}/k3s) or remove it`));
+  }
   return out;
 }

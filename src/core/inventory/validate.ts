@@ -10,6 +10,7 @@ import type { Inventory } from '../model.js';
 import { type Diagnostic, fieldPath, sortDiagnostics } from './diagnostics.js';
 import { buildInventory } from './normalise.js';
 import { checkRules } from './rules.js';
+import { closest } from './suggest.js';
 import { type ClusterFile, clusterFileSchema, type NodeFile, nodeFileSchema } from './schema.js';
 import { type InventoryFileText, SourceFile } from './source.js';
 import { printable } from './text.js';
@@ -69,21 +70,6 @@ function shortValue(v: unknown): string | undefined {
   return undefined;
 }
 
-/** Edit distance, for "did you mean" on unknown fields. */
-function distance(a: string, b: string): number {
-  const d: number[] = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return d[b.length]!;
-}
-
 function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
   // Walk the zod object shape along the path (through optional/default wrappers).
   let cur: unknown = schema;
@@ -110,11 +96,8 @@ function schemaDiagnostics(source: SourceFile, schema: z.ZodType, raw: unknown, 
     if (issue.code === 'unrecognized_keys') {
       const keys = knownKeys(schema, path);
       for (const key of issue.keys) {
-        const best = keys
-          .map((k) => ({ k, d: distance(key, k) }))
-          .sort((a, b) => a.d - b.d)
-          .find((c) => c.d <= Math.max(2, Math.floor(key.length / 3)));
-        const hint = best ? `; did you mean "${best.k}"?` : keys.length ? `; known fields: ${keys.join(', ')}` : '';
+        const best = closest(key, keys);
+        const hint = best ? `; did you mean "${best}"?` : keys.length ? `; known fields: ${keys.join(', ')}` : '';
         out.push(source.diag([...path, key], `unknown field${hint}`, 'error', true));
       }
       continue;

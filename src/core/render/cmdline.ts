@@ -3,7 +3,13 @@
  * both functions keep the original tokens in order and are idempotent.
  */
 
-const CGROUP_TOKENS = ['cgroup_enable=memory', 'cgroup_memory=1'] as const;
+/**
+ * What k3s needs on a Raspberry Pi kernel: the DTB's `cgroup_disable=memory` is undone by
+ * `cgroup_enable=memory` after it. `cgroup_memory=1` is obsolete on current Pi kernels (logged as an
+ * unknown parameter): it is not added, and removed where an earlier build put it.
+ */
+const CGROUP_TOKENS = ['cgroup_enable=memory'] as const;
+const OBSOLETE_TOKENS = new Set(['cgroup_memory=1']);
 
 function tokens(line: string): string[] {
   return line.split(/\s+/).filter((t) => t.length > 0);
@@ -20,12 +26,13 @@ export function nocloudToken(instanceId: string): string {
 }
 
 /**
- * The cmdline.txt of an SD/USB-booted node: the original tokens, then `cgroup_enable=memory
- * cgroup_memory=1` (each only if absent; the firmware injects `cgroup_disable=memory` otherwise) and
- * `ds=nocloud;i=<id>` (replacing any earlier `ds=` token). Returns one line ending in `\n`.
+ * The cmdline.txt of an SD/USB-booted node: the original tokens (without an obsolete
+ * `cgroup_memory=1`), then `cgroup_enable=memory` (only if absent; the firmware injects
+ * `cgroup_disable=memory` otherwise) and `ds=nocloud;i=<id>` (replacing any earlier `ds=` token).
+ * Returns one line ending in `\n`.
  */
 export function transformCmdline(baseLine: string, instanceId: string): string {
-  const out = tokens(baseLine).filter((t) => key(t) !== 'ds');
+  const out = tokens(baseLine).filter((t) => key(t) !== 'ds' && !OBSOLETE_TOKENS.has(t));
   for (const t of CGROUP_TOKENS) if (!out.includes(t)) out.push(t);
   out.push(nocloudToken(instanceId));
   return `${out.join(' ')}\n`;
@@ -51,7 +58,7 @@ export function netbootCmdline(baseLine: string, nfs: NfsRoot, instanceId?: stri
   const all = tokens(baseLine);
   const keptDs = all.filter((t) => key(t) === 'ds');
   const kept = all.filter(
-    (t) => !ROOT_KEYS.has(key(t)) && key(t) !== 'ds' && !(CGROUP_TOKENS as readonly string[]).includes(t),
+    (t) => !ROOT_KEYS.has(key(t)) && key(t) !== 'ds' && !(CGROUP_TOKENS as readonly string[]).includes(t) && !OBSOLETE_TOKENS.has(t),
   );
   const nfsTokens = ['root=/dev/nfs', `nfsroot=${nfs.server}:${nfs.path},vers=3`, 'rw', 'ip=dhcp', 'rootwait'];
   const out = [...kept, ...nfsTokens, ...CGROUP_TOKENS];

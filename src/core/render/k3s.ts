@@ -1,18 +1,11 @@
 import { createHash, createHmac } from 'node:crypto';
 import { InputError } from '../errors.js';
+import { flagName, INVENTORY_OWNED_K3S_KEYS } from '../k3s/extras.js';
 import type { Inventory, NodeModel } from '../model.js';
 import { NODE_PATHS } from './paths.js';
 
-/** k3s config keys pi-image sets itself; `k3sExtra` may not override them (secrets never live in the inventory). */
-export const RESERVED_K3S_KEYS = [
-  'token',
-  'token-file',
-  'agent-token',
-  'agent-token-file',
-  'cluster-init',
-  'server',
-  'node-name',
-] as const;
+/** k3s config keys pi-image sets itself; `k3sExtra` may not override them (validate refuses them too). */
+export const RESERVED_K3S_KEYS: readonly string[] = Object.keys(INVENTORY_OWNED_K3S_KEYS);
 
 /**
  * The k3s node password (`/etc/rancher/node/password`): hex HMAC-SHA256(seed, hostname). Derived, so a
@@ -37,10 +30,13 @@ export function serverHost(serverUrl: string): string {
 }
 
 /**
- * The k3s data directory of a node: the default, unless the node has a data disk mounted somewhere
- * other than /var/lib/rancher(/k3s), in which case k3s keeps its data on it (`<mount>/k3s`).
+ * The k3s data directory of a node: `data-dir` from its k3s extras when set (validate checks it is
+ * absolute and on the data disk); else the default, unless the node has a data disk mounted
+ * somewhere other than /var/lib/rancher(/k3s), in which case k3s keeps its data on it (`<mount>/k3s`).
  */
 export function k3sDataDir(node: NodeModel): string {
+  const given = node.k3sExtra['data-dir'];
+  if (typeof given === 'string' && given.startsWith('/')) return given.replace(/(.)\/+$/, '$1');
   const mount = node.dataDisk?.mountPoint.replace(/\/+$/, '');
   if (!mount || mount === '/var/lib/rancher' || mount === NODE_PATHS.defaultDataDir || mount === '/var/lib') {
     return NODE_PATHS.defaultDataDir;
@@ -63,8 +59,8 @@ function unique<T>(xs: readonly T[]): T[] {
  */
 export function k3sConfig(inventory: Inventory, node: NodeModel): Record<string, unknown> {
   const { cluster } = inventory;
-  for (const k of RESERVED_K3S_KEYS) {
-    if (Object.prototype.hasOwnProperty.call(node.k3sExtra, k)) {
+  for (const k of Object.keys(node.k3sExtra)) {
+    if (RESERVED_K3S_KEYS.includes(flagName(k))) {
       throw new InputError(`${node.source}: k3s option "${k}" is set by pi-image and cannot be overridden`, {
         hint: `remove "${k}" from the k3s options of ${node.hostname} (tokens come from the encrypted secrets store, the server from cluster.yaml k3s.serverUrl)`,
       });
@@ -95,6 +91,7 @@ export function k3sConfig(inventory: Inventory, node: NodeModel): Record<string,
   if (dataDir !== NODE_PATHS.defaultDataDir) config['data-dir'] = dataDir;
 
   for (const k of Object.keys(node.k3sExtra).sort()) {
+    if (k === 'data-dir') continue; // set above from k3sDataDir
     const extra = node.k3sExtra[k];
     const mine = config[k];
     config[k] = Array.isArray(mine) && Array.isArray(extra) ? unique([...mine, ...extra]) : extra;

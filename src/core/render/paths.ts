@@ -14,7 +14,17 @@ export const NODE_PATHS = {
   k3sBinary: '/usr/local/bin/k3s',
   /** the FAT boot partition on Raspberry Pi OS (bookworm and later), holding the NoCloud seed */
   seedDir: '/boot/firmware',
+  /** drop-in that orders cloud-init-local.service after the seed's mount */
+  seedMountDropIn: '/etc/systemd/system/cloud-init-local.service.d/10-pi-image-seed-mount.conf',
   defaultDataDir: '/var/lib/rancher/k3s',
+  /**
+   * Where the bake stages the air-gap image tarball and a server's manifests. Not under
+   * /var/lib/rancher: a data disk mounted there (every netboot node) would hide them. The join
+   * script copies them into <data-dir>/agent/images and <data-dir>/server/manifests once the disk
+   * is mounted, before k3s starts.
+   */
+  airgapStage: '/var/lib/pi-image/airgap',
+  manifestsStage: '/var/lib/pi-image/manifests',
 } as const;
 
 /** The systemd unit name of the join service. */
