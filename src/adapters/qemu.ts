@@ -214,6 +214,8 @@ export interface StartVmOptions {
   /** kernel command line; default `virtCmdline(<image's cmdline.txt>, extraCmdline)` */
   cmdline?: string;
   extraCmdline?: readonly string[];
+  /** more raw disk images, attached as further virtio disks (/dev/vdb, …) in this order, writable */
+  disks?: readonly string[];
   /** extra qemu arguments, appended */
   extraArgs?: readonly string[];
   /** temp root for boot files and the QMP socket (default os.tmpdir()) */
@@ -255,6 +257,16 @@ export interface Vm {
   kill(): Promise<void>;
 }
 
+/**
+ * A blank sparse disk image holding one filesystem (no partition table), labelled, for a VM's data
+ * disk: what a node's `dataDisk: {device: /dev/disk/by-label/<label>}` finds. Made without root.
+ */
+export async function makeScratchDisk(path: string, o: { sizeMiB: number; fsType: string; label: string }): Promise<void> {
+  await run('truncate', ['-s', `${o.sizeMiB}M`, path], { what: 'creating the scratch disk' });
+  const mkfs = o.fsType === 'ext4' ? ['mkfs.ext4', ['-q', '-F', '-L', o.label, path]] : o.fsType === 'xfs' ? ['mkfs.xfs', ['-q', '-f', '-L', o.label, path]] : ['mkfs.btrfs', ['-q', '-f', '-L', o.label, path]];
+  await run(mkfs[0] as string, mkfs[1] as string[], { what: `formatting the scratch disk (${o.fsType})` });
+}
+
 /** Boots the image. Caller must `stop()` (or `kill()`) the VM. */
 export async function startVm(opts: StartVmOptions): Promise<Vm> {
   await requireQemu();
@@ -291,6 +303,7 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
     ...(initrd === undefined ? [] : ['-initrd', initrd]),
     '-append', cmdline,
     '-drive', drive,
+    ...(opts.disks ?? []).flatMap((d) => ['-drive', `if=virtio,format=raw,file=${escapeQemuOpt(d)}`]),
     '-netdev', `user,id=n0,${netOpts}${hostfwd}`,
     '-device', 'virtio-net-pci,netdev=n0,romfile=',
     '-device', 'virtio-rng-pci',

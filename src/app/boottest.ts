@@ -4,14 +4,15 @@
  * snapshot=on: the file is never modified.
  */
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startVm, type StartVmOptions, type Vm, vmExec } from '../adapters/qemu.js';
+import { makeScratchDisk, startVm, type StartVmOptions, type Vm, vmExec } from '../adapters/qemu.js';
 import { type BootExpectations, evaluateBoot, parseProbe, probeScript } from '../core/boottest.js';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
 import type { Inventory, NodeModel } from '../core/model.js';
+import { k3sDataDir } from '../core/render/k3s.js';
 import { NODE_PATHS } from '../core/render/paths.js';
 import type { CheckResult } from '../core/verify/checks.js';
 import { type BuildRecord, recordPath } from './build.js';
@@ -68,6 +69,17 @@ function identityPath(opts: BootTestOptions): string {
   return join(opts.env.HOME ?? homedir(), '.ssh', 'id_ed25519');
 }
 
+/** The filesystem label a data disk device names (`/dev/disk/by-label/L` or `LABEL=L`), if any. */
+export function dataDiskLabel(device: string): string | undefined {
+  const m = /^(?:\/dev\/disk\/by-label\/|LABEL=)([A-Za-z0-9._-]{1,16})$/.exec(device);
+  return m?.[1];
+}
+
+/** Names of the files the image staged in `dir` (from its build record). */
+function stagedNames(record: BuildRecord | undefined, dir: string): string[] {
+  return (record?.files ?? []).filter((f) => f.path.startsWith(`${dir}/`)).map((f) => f.path.slice(dir.length + 1));
+}
+
 /** What the node should look like, from the inventory, its secrets and the image's build record. */
 async function expectations(opts: BootTestOptions, node: NodeModel, record: BuildRecord | undefined) {
   const inv = opts.inventory;
@@ -89,6 +101,13 @@ async function expectations(opts: BootTestOptions, node: NodeModel, record: Buil
     k3sConfigYaml: file(NODE_PATHS.k3sConfig) ?? '',
     secretFiles,
     airgap: (record?.files ?? []).some((f) => f.path === NODE_PATHS.k3sBinary),
+    k3s: {
+      dataDir: k3sDataDir(node),
+      ...(node.dataDisk ? { dataMount: node.dataDisk.mountPoint } : {}),
+      service: node.role === 'server' ? 'k3s' : 'k3s-agent',
+      airgapImages: stagedNames(record, NODE_PATHS.airgapStage),
+      manifests: stagedNames(record, NODE_PATHS.manifestsStage),
+    },
   };
   return { exp, stale: record !== undefined && record.instanceId !== set!.instanceId };
 }
@@ -161,8 +180,19 @@ export async function bootTest(opts: BootTestOptions): Promise<BootTestResult> {
       throw new InputError(`${flag} ${path} does not exist`, { hint: 'give an arm64 kernel (and its initrd) that boots on QEMU virt, e.g. the test base\'s vmlinuz and initrd.img' });
     }
   }
+  // a node with a data disk gets a blank one, labelled as its inventory names it (the VM's /dev/vdb)
+  const disks: string[] = [];
+  let scratch: string | undefined;
+  const label = node.dataDisk ? dataDiskLabel(node.dataDisk.device) : undefined;
+  if (node.dataDisk && label !== undefined) {
+    scratch = await mkdtemp(join(tmpdir(), 'pi-image-boot-test-disk-'));
+    disks.push(join(scratch, 'data.img'));
+    await makeScratchDisk(disks[0]!, { sizeMiB: 2048, fsType: node.dataDisk.fsType, label });
+    opts.onPhase?.(`data disk ${node.dataDisk.device} attached (blank ${node.dataDisk.fsType}, 2 GiB)`, 0);
+  }
   const vm: Vm = await startVm({
     image,
+    ...(disks.length ? { disks } : {}),
     ...(network ? { network } : {}),
     ...(opts.kernel ? { kernel: abs(opts.kernel) } : {}),
     ...(opts.initrd ? { initrd: abs(opts.initrd) } : {}),
@@ -203,7 +233,10 @@ export async function bootTest(opts: BootTestOptions): Promise<BootTestResult> {
     if (checks.length === 0) throw e;
   } finally {
     timings.totalMs = Date.now() - started;
-    if (!opts.keep) await vm.stop({ gracefulMs: 20_000 });
+    if (!opts.keep) {
+      await vm.stop({ gracefulMs: 20_000 });
+      if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+    }
   }
   const ok = checks.length > 0 && checks.every((c) => c.status !== 'fail');
   const result: BootTestResult = { node: node.hostname, image, checks, ok, timings, consoleLog: vm.consoleLog, stale };

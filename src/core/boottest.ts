@@ -19,6 +19,41 @@ export interface BootExpectations {
   secretFiles: Readonly<Record<string, string | null>>;
   /** the image carries the k3s air-gap payload */
   airgap: boolean;
+  /** where k3s should find what the image carries (absent: those checks are skipped) */
+  k3s?: K3sExpectations;
+}
+
+export interface K3sExpectations {
+  /** k3s' data dir on the node (config.yaml data-dir, default /var/lib/rancher/k3s) */
+  dataDir: string;
+  /** the node's data disk mount point, when it has one */
+  dataMount?: string;
+  /** the unit install.sh creates: k3s (server) or k3s-agent */
+  service: 'k3s' | 'k3s-agent';
+  /** air-gap image tarballs the image stages (copied into <dataDir>/agent/images) */
+  airgapImages: readonly string[];
+  /** manifest file names a server image stages (copied into <dataDir>/server/manifests) */
+  manifests: readonly string[];
+}
+
+/** Join phases in order (the join script's enter_phase calls). */
+const JOIN_PHASES = [
+  'starting',
+  'waiting-for-clock',
+  'waiting-for-data-disk',
+  'waiting-for-network',
+  'waiting-for-server',
+  'staging-k3s-files',
+  'installing',
+  'starting-k3s',
+  'waiting-for-registration',
+  'removing-seed-secrets',
+  'joined',
+] as const;
+
+function phaseAtLeast(phase: string | undefined, wanted: (typeof JOIN_PHASES)[number]): boolean {
+  const i = JOIN_PHASES.indexOf(phase as (typeof JOIN_PHASES)[number]);
+  return i >= 0 && i >= JOIN_PHASES.indexOf(wanted);
 }
 
 /** Sections the probe prints, in order; each starts with a line `@@<name>`. */
@@ -35,6 +70,9 @@ export const PROBE_SECTIONS = [
   'unit',
   'status',
   'journal',
+  'first-boot',
+  'k3s-data',
+  'k3s-service',
 ] as const;
 export type ProbeSection = (typeof PROBE_SECTIONS)[number];
 export type Probe = Partial<Record<ProbeSection, string>>;
@@ -44,8 +82,17 @@ function shq(s: string): string {
 }
 
 /** The bash script run on the node (as the admin user, who has passwordless sudo). Prints no secret. */
-export function probeScript(exp: Pick<BootExpectations, 'adminUser' | 'secretFiles'>): string {
+export function probeScript(exp: Pick<BootExpectations, 'adminUser' | 'secretFiles' | 'k3s'>): string {
   const files = Object.keys(exp.secretFiles).map(shq).join(' ');
+  const k = exp.k3s;
+  const k3sSections = k
+    ? [
+        // did first boot get past multi-user.target (userconf-pi's userconfig.service holds it when enabled)?
+        'echo @@first-boot; echo "multi-user.target=$(systemctl is-active multi-user.target)"; echo "userconfig=$(systemctl is-enabled userconfig.service 2>/dev/null || true)"',
+        `echo @@k3s-data; d=${shq(k.dataDir)}; ${k.dataMount ? `mountpoint -q ${shq(k.dataMount)} && echo mounted=yes || echo mounted=no; ` : ''}echo "data-dir=$d"; echo "images=$(sudo -n ls -1 "$d/agent/images" 2>/dev/null | tr '\n' ' ')"; echo "manifests=$(sudo -n ls -1 "$d/server/manifests" 2>/dev/null | tr '\n' ' ')"`,
+        `echo @@k3s-service; systemctl show ${k.service}.service -p LoadState,UnitFileState,ActiveState,SubState,Type; echo "journal=$(sudo -n journalctl _SYSTEMD_UNIT=${k.service}.service SYSLOG_IDENTIFIER=k3s --no-pager -o cat -n 200 2>/dev/null | grep -v '^$' | tail -n 1)"`,
+      ]
+    : [];
   return [
     'export LC_ALL=C',
     'echo @@hostname; hostname',
@@ -61,6 +108,7 @@ export function probeScript(exp: Pick<BootExpectations, 'adminUser' | 'secretFil
     `echo @@unit; systemctl show ${JOIN_UNIT_NAME} -p UnitFileState,ActiveState,SubState,Result,NRestarts,ExecMainStatus; sudo -n test -e ${shq(NODE_PATHS.k3sBinary)} && echo k3s-binary=present || echo k3s-binary=absent`,
     `echo @@status; sudo -n cat ${shq(`${NODE_PATHS.statusDir}/status.json`)} 2>&1`,
     `echo @@journal; sudo -n journalctl -u ${JOIN_UNIT_NAME} --no-pager -o cat -n 40 2>&1 | tail -n 40`,
+    ...k3sSections,
     'echo @@end',
   ].join('\n');
 }
@@ -245,6 +293,83 @@ function installPathCheck(node: string, exp: BootExpectations, probe: Probe): Ch
   return check('install-path', node, false, '', `no k3s install attempt yet (phase ${status.phase ?? 'unknown'})`);
 }
 
+function words(v: string | undefined): string[] {
+  return (v ?? '').split(/\s+/).filter(Boolean);
+}
+
+/** Checks of where k3s looks for what the image carries, and of the unit install.sh made. */
+function k3sChecks(node: string, exp: BootExpectations, k: K3sExpectations, probe: Probe): CheckResult[] {
+  const out: CheckResult[] = [];
+  let status: { phase?: string } = {};
+  try {
+    status = JSON.parse(probe.status ?? '') as typeof status;
+  } catch {
+    /* judged as "no phase" */
+  }
+  const phase = status.phase;
+  const boot = parseKeyValues(probe['first-boot']);
+  const userconfig = boot.userconfig ?? '';
+  out.push(
+    check(
+      'first-boot',
+      node,
+      boot['multi-user.target'] === 'active' && userconfig !== 'enabled',
+      `multi-user.target reached; userconfig.service ${userconfig || 'not installed'}`,
+      `multi-user.target is ${boot['multi-user.target'] ?? 'unknown'}, userconfig.service ${userconfig || 'unknown'} (an enabled userconf-pi rename holds first boot)`,
+    ),
+  );
+  const data = parseKeyValues(probe['k3s-data']);
+  if (k.dataMount) {
+    const onDisk = k.dataDir === k.dataMount || k.dataDir.startsWith(`${k.dataMount}/`);
+    out.push(
+      check(
+        'data-disk',
+        node,
+        data.mounted === 'yes' && onDisk,
+        `mounted at ${k.dataMount}; k3s data dir ${k.dataDir} is on it`,
+        data.mounted !== 'yes' ? `nothing is mounted at ${k.dataMount}` : `k3s data dir ${k.dataDir} is not on the data disk at ${k.dataMount}`,
+      ),
+    );
+  }
+  const staged = phaseAtLeast(phase, 'installing');
+  const waiting = (what: string): CheckResult => ({ name: what, node, status: 'warn', message: `not staged yet: the join is in phase ${phase ?? 'unknown'} (files are copied after the server answers)` });
+  if (k.airgapImages.length > 0) {
+    const have = words(data.images);
+    const missing = k.airgapImages.filter((i) => !have.includes(i));
+    out.push(
+      !staged && missing.length > 0
+        ? waiting('airgap-images')
+        : check('airgap-images', node, missing.length === 0, `${k.airgapImages.join(', ')} in ${k.dataDir}/agent/images`, `missing from ${k.dataDir}/agent/images: ${missing.join(', ')}`),
+    );
+  }
+  if (exp.role === 'server' && k.manifests.length > 0) {
+    const have = words(data.manifests);
+    const missing = k.manifests.filter((m) => !have.includes(m));
+    out.push(
+      !staged && missing.length > 0
+        ? waiting('manifests')
+        : check('manifests', node, missing.length === 0, `${k.manifests.length} manifest(s) in ${k.dataDir}/server/manifests`, `missing from ${k.dataDir}/server/manifests: ${missing.join(', ')}`),
+    );
+  }
+  const svc = parseKeyValues(probe['k3s-service']);
+  const unit = `${k.service}.service`;
+  if (!phaseAtLeast(phase, 'starting-k3s') && svc.LoadState !== 'loaded') {
+    out.push({ name: 'k3s-service', node, status: 'warn', message: `${unit} not installed yet (join phase ${phase ?? 'unknown'})` });
+  } else {
+    const last = svc.journal ? `; last log: ${svc.journal}` : '';
+    out.push(
+      check(
+        'k3s-service',
+        node,
+        svc.LoadState === 'loaded' && svc.UnitFileState === 'enabled' && svc.ActiveState === 'active',
+        `${unit} enabled and active (Type=${svc.Type ?? '?'})${last}`,
+        `${unit}: ${svc.LoadState === 'loaded' ? `${svc.UnitFileState ?? '?'}, ${svc.ActiveState ?? '?'}/${svc.SubState ?? '?'}` : 'not installed'}${last}`,
+      ),
+    );
+  }
+  return out;
+}
+
 /** Judges a probed node. Every check is named; a missing section fails its check. */
 export function evaluateBoot(exp: BootExpectations, probe: Probe): CheckResult[] {
   const node = exp.hostname;
@@ -297,5 +422,6 @@ export function evaluateBoot(exp: BootExpectations, probe: Probe): CheckResult[]
   out.push(joinUnitCheck(node, exp, probe));
 
   out.push(installPathCheck(node, exp, probe));
+  if (exp.k3s) out.push(...k3sChecks(node, exp, exp.k3s, probe));
   return out;
 }

@@ -1,7 +1,9 @@
 /**
  * Smoke test of the e2e foundation: the Pi-OS-shaped arm64 test base (tests/e2e/base/build-base.sh,
  * cached) boots under QEMU with a hand-made NoCloud seed on its FAT partition, cloud-init finishes
- * cleanly, and the seeded user can log in over SSH.
+ * cleanly, and the seeded user can log in over SSH. The base is unguarded (no pi-image bake): its
+ * userconf-pi rename service holds multi-user.target as on a Raspberry Pi OS Lite image, so
+ * cloud-final waits until the service is stopped; the seed starts sshd early (bootcmd) to see that.
  *
  *   npx vitest run --config vitest.e2e.config.ts tests/e2e/base.test.ts
  *
@@ -69,6 +71,9 @@ describe.skipIf(!isRoot)('e2e: Pi-OS-shaped trixie base boots under QEMU with a 
         '  ssh_authorized_keys:',
         `    - ${pub}`,
         'ssh_pwauth: false',
+        // early, without waiting: multi-user.target (and so cloud-final's runcmd) is held by userconfig.service
+        'bootcmd:',
+        '  - [systemctl, enable, --now, --no-block, ssh]',
         'runcmd:',
         '  - [systemctl, enable, --now, ssh]',
         '',
@@ -117,6 +122,18 @@ describe.skipIf(!isRoot)('e2e: Pi-OS-shaped trixie base boots under QEMU with a 
     if (r.exitCode !== 0 && r.exitCode !== 2) throw new Error(`\`${cmd}\` failed (${r.exitCode}): ${r.stderr}${r.stdout}`);
     return r.stdout;
   };
+
+  it('userconf-pi\'s rename service holds first boot, as on a Lite image, until it is stopped', async () => {
+    const state = await ssh('echo "target=$(systemctl is-active multi-user.target) userconfig=$(systemctl is-active userconfig.service) enabled=$(systemctl is-enabled userconfig.service) cloud-init=$(cloud-init status | sed -n \'s/^status: //p\') pi=$(id -u pi) $(sudo -n passwd -S pi | cut -d" " -f2)"');
+    console.log(`[e2e base] before stopping userconfig.service: ${state.trim()}`);
+    expect(state).toContain('target=activating');
+    expect(state).toContain('userconfig=activating');
+    expect(state).toContain('enabled=enabled');
+    expect(state).toContain('cloud-init=running');
+    expect(state).toMatch(/pi=1000 L/); // the locked first user pi-gen makes
+    await ssh('sudo -n systemctl stop userconfig.service');
+    expect((await ssh('cloud-init status --wait >/dev/null; systemctl is-active multi-user.target')).trim()).toBe('active');
+  });
 
   it('cloud-init finished from the /boot/firmware seed with no errors', async () => {
     const long = await ssh('cloud-init status --wait --long');

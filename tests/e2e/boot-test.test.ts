@@ -6,17 +6,23 @@
  *   npm run test:e2e     (root; first run builds the test base, see tests/e2e/base/build-base.sh)
  *
  * k3s cannot be downloaded here, so the images carry an air-gap payload whose k3s binary and
- * install.sh are stand-ins (tests/e2e/fixtures/): enough for the join unit to take its air-gap
- * branch and finish on the server. The agent shows the other half: it waits for the server and
- * retries with backoff, recorded in the join unit's status.
+ * install.sh are stand-ins (tests/e2e/fixtures/) that refuse what the real ones refuse: the k3s
+ * stand-in parses config.yaml with k3s' per-role flag lists, needs the token file, and fails unless
+ * the air-gap images are in <data-dir>/agent/images. The server has a data disk (a second virtio
+ * disk boot-test attaches), mounted over /var/lib/rancher: its images and manifests are found only
+ * because the join script copies them there from where the bake staged them. The test base carries
+ * userconf-pi's rename service, which holds first boot unless the bake's guard disabled it. The
+ * agent shows the other half: it waits for the server and retries with backoff.
  */
 import { execa } from 'execa';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sshExec } from '../../src/adapters/qemu.js';
 import { cli } from '../helpers/run-cli.js';
 import { sampleFiles, writeInventory } from '../helpers/sample-inventory.js';
+import { installStandin, k3sStandin } from './fixtures/standins.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const isRoot = process.getuid?.() === 0;
@@ -49,12 +55,14 @@ describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
     files['cluster.yaml'] = files['cluster.yaml']!
       .replace(/ {4}- ssh-ed25519 .*\n/, `    - ${pub}\n`)
       .replace('# airgapDir: airgap ', 'airgapDir: airgap   ');
+    // the server keeps k3s' data on a local disk, as every netboot node does
+    files['pi-cluster-1.yaml'] = `${files['pi-cluster-1.yaml']!}dataDisk:\n  device: /dev/disk/by-label/rancher\n`;
     for (const [name, text] of Object.entries(files)) await writeFile(join(inv.dir, name), text!);
 
     const airgap = join(inv.dir, 'airgap');
     await mkdir(airgap);
-    await copyFile(join(here, 'fixtures', 'fake-k3s.sh'), join(airgap, 'k3s-arm64'));
-    await copyFile(join(here, 'fixtures', 'fake-install.sh'), join(airgap, 'install.sh'));
+    await writeFile(join(airgap, 'k3s-arm64'), k3sStandin(), { mode: 0o755 });
+    await writeFile(join(airgap, 'install.sh'), installStandin(), { mode: 0o755 });
     await execa('sh', ['-c', 'tar -cf - --files-from /dev/null | zstd -q -o "$1"', 'sh', join(airgap, 'k3s-airgap-images-arm64.tar.zst')]);
 
     kernelDir = join(inv.root, 'qemu-kernel');
@@ -76,15 +84,45 @@ describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
     return r;
   };
 
-  it('the server provisions itself and joins through the air-gap branch', async () => {
-    const r = await bootTest('pi-cluster-1', key);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^PASS: pi-cluster-1 — SSH after \d+ s, provisioned \(cloud-init done\) after \d+ s/m);
-    for (const check of ['ssh-login', 'hostname', 'admin-user', 'password-login', 'cloud-init', 'kernel-cmdline', 'k3s-config', 'token-file', 'agent-token-file', 'node-password', 'join-unit', 'install-path']) {
-      expect(r.stdout).toMatch(new RegExp(`^ok\\s+pi-cluster-1\\s+${check}\\s`, 'm'));
+  it('the server provisions itself past the rename service, finds its images and manifests on its data disk, and joins', async () => {
+    const r = await bootTest('pi-cluster-1', key, '25m', ['--keep']);
+    const kept = /ssh -p (\d+) \S+ \(kill (\d+) to stop\)/.exec(r.stdout);
+    try {
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^PASS: pi-cluster-1 — SSH after \d+ s, provisioned \(cloud-init done\) after \d+ s/m);
+      for (const check of ['ssh-login', 'hostname', 'admin-user', 'password-login', 'cloud-init', 'kernel-cmdline', 'k3s-config', 'token-file', 'agent-token-file', 'node-password', 'join-unit', 'install-path', 'first-boot', 'data-disk', 'airgap-images', 'manifests', 'k3s-service']) {
+        expect(r.stdout).toMatch(new RegExp(`^ok\\s+pi-cluster-1\\s+${check}\\s`, 'm'));
+      }
+      expect(r.stdout).toMatch(/join-unit\s+enabled and ran: phase joined/);
+      expect(r.stdout).toMatch(/install-path\s+air-gapped/);
+      // userconf-pi's userconfig.service (enabled in the base, as pi-gen leaves it) was disabled by the bake
+      expect(r.stdout).toMatch(/first-boot\s+multi-user.target reached; userconfig.service disabled/);
+      expect(r.stdout).toMatch(/data-disk\s+mounted at \/var\/lib\/rancher/);
+      expect(r.stdout).toMatch(/airgap-images\s+k3s-airgap-images-arm64.tar.zst in \/var\/lib\/rancher\/k3s\/agent\/images/);
+      expect(r.stdout).toMatch(/manifests\s+\d+ manifest\(s\) in \/var\/lib\/rancher\/k3s\/server\/manifests/);
+      // the unit install.sh names for a server, Type=notify, and what the k3s stand-in itself found
+      expect(r.stdout).toMatch(/k3s-service\s+k3s.service enabled and active \(Type=notify\); last log: k3s stand-in: server running .*data-dir \/var\/lib\/rancher\/k3s, air-gap images: k3s-airgap-images-arm64.tar.zst; manifests: \S+\.yaml/);
+
+      // the k3s stand-in on the node refuses a server-only key as an agent, as k3s agent does
+      expect(kept, r.stdout).not.toBeNull();
+      const vm = { sshPort: Number(kept![1]) };
+      const wrongRole = await sshExec(
+        vm,
+        "printf 'server: https://10.0.0.11:6443\\ntoken-file: /etc/rancher/k3s/pi-image-token\\ndisable:\\n  - traefik\\n' >/tmp/wrong-role.yaml && sudo -n env K3S_CONFIG_FILE=/tmp/wrong-role.yaml K3S_STANDIN_ONESHOT=1 K3S_STANDIN_REPORT=/tmp/report /usr/local/bin/k3s agent",
+        { user: 'pi-admin', identityFile: key, timeoutMs: 120_000 },
+      );
+      console.log(`[e2e] k3s agent with a server-only key → exit ${wrongRole.exitCode}: ${wrongRole.stderr.trim()}`);
+      expect(wrongRole.exitCode).toBe(1);
+      expect(wrongRole.stderr).toContain('flag provided but not defined: -disable');
+    } finally {
+      if (kept) {
+        try {
+          process.kill(Number(kept[2]));
+        } catch {
+          /* already gone */
+        }
+      }
     }
-    expect(r.stdout).toMatch(/join-unit\s+enabled and ran: phase joined/);
-    expect(r.stdout).toMatch(/install-path\s+air-gapped/);
   });
 
   it('the agent provisions itself and keeps retrying until the server answers', async () => {
@@ -94,6 +132,10 @@ describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
     expect(r.stdout).toMatch(/^ok\s+pi-cluster-2\s+agent-token-file\s+.*absent/m);
     expect(r.stdout).toMatch(/join-unit\s+enabled and ran: phase waiting-for-server, run \d+, attempt \d+/);
     expect(r.stdout).toMatch(/^warn\s+pi-cluster-2\s+install-path\s+waiting for the server/m);
+    expect(r.stdout).toMatch(/^ok\s+pi-cluster-2\s+first-boot\s+multi-user.target reached/m);
+    // nothing staged yet: an agent copies its images once the server answers
+    expect(r.stdout).toMatch(/^warn\s+pi-cluster-2\s+airgap-images\s+not staged yet/m);
+    expect(r.stdout).toMatch(/^warn\s+pi-cluster-2\s+k3s-service\s+k3s-agent.service not installed yet/m);
   });
 
   it('an image that does not accept the given key is reported as failed, with the reason and the console log', async () => {

@@ -43,7 +43,7 @@ function healthyOutput(exp: BootExpectations, overrides: Record<string, string> 
     passwd: `${exp.adminUser} L 11/26/2026 0 99999 7 -1`,
     sshd: 'permitrootlogin without-password\npasswordauthentication no\nkbdinteractiveauthentication no',
     'cloud-init': JSON.stringify({ status: 'done', extended_status: 'done', errors: [], recoverable_errors: {} }),
-    cmdline: `console=ttyAMA0 root=/dev/vda2 rootwait net.ifnames=0 cgroup_enable=memory cgroup_memory=1 ds=nocloud;i=${exp.instanceId}`,
+    cmdline: `console=ttyAMA0 root=/dev/vda2 rootwait net.ifnames=0 cgroup_enable=memory ds=nocloud;i=${exp.instanceId}`,
     'k3s-config': exp.k3sConfigYaml,
     files,
     unit: 'UnitFileState=enabled\nActiveState=activating\nSubState=start\nResult=success\nNRestarts=0\nExecMainStatus=0\nk3s-binary=' + (exp.airgap ? 'present' : 'absent'),
@@ -136,4 +136,56 @@ describe('boot-test checks', () => {
       expect(c?.message).toMatch(message);
     });
   }
+});
+
+describe('boot-test: where k3s looks for what the image carries', () => {
+  const k3s = { dataDir: '/var/lib/rancher/k3s', dataMount: '/var/lib/rancher', service: 'k3s' as const, airgapImages: ['k3s-airgap-images-arm64.tar.zst'], manifests: ['00-namespaces.yaml', '10-rbac.yaml'] };
+  const joinedServer = (over: Record<string, string> = {}) => ({
+    status: JSON.stringify({ node: 'pi-cluster-1', phase: 'joined', run: 1, attempts: 1 }),
+    'first-boot': 'multi-user.target=active\nuserconfig=disabled',
+    'k3s-data': 'mounted=yes\ndata-dir=/var/lib/rancher/k3s\nimages=k3s-airgap-images-arm64.tar.zst \nmanifests=00-namespaces.yaml 10-rbac.yaml ',
+    'k3s-service': 'LoadState=loaded\nUnitFileState=enabled\nActiveState=active\nSubState=running\nType=notify\njournal=k3s stand-in: server running: data-dir /var/lib/rancher/k3s, manifests: 00-namespaces.yaml 10-rbac.yaml',
+    ...over,
+  });
+  const judge = async (over: Record<string, string>, host = 'pi-cluster-1', ke: BootExpectations['k3s'] = k3s) => {
+    const exp = { ...(await expectationsFor(host, true)), k3s: ke };
+    return evaluateBoot(exp, parseProbe(healthyOutput(exp, over)));
+  };
+  const byName = (cs: { name: string }[], n: string) => cs.find((c) => c.name === n) as { status: string; message: string } | undefined;
+
+  it('the probe looks at the data dir and the unit install.sh made', async () => {
+    const script = probeScript({ ...(await expectationsFor('pi-cluster-1')), k3s });
+    expect(script).toContain("d='/var/lib/rancher/k3s'");
+    expect(script).toContain("mountpoint -q '/var/lib/rancher'");
+    expect(script).toContain('systemctl show k3s.service');
+    expect(script).toContain('systemctl is-enabled userconfig.service');
+  });
+
+  it('a joined server with a data disk passes: images and manifests where k3s looks, unit active', async () => {
+    const cs = await judge(joinedServer());
+    for (const n of ['first-boot', 'data-disk', 'airgap-images', 'manifests', 'k3s-service']) expect(byName(cs, n)?.status, n).toBe('pass');
+    expect(byName(cs, 'k3s-service')?.message).toContain('last log: k3s stand-in: server running');
+  });
+
+  it('fails when the manifests stayed hidden, the disk is not mounted, the unit is dead or the rename service holds boot', async () => {
+    expect(byName(await judge(joinedServer({ 'k3s-data': 'mounted=yes\nimages=k3s-airgap-images-arm64.tar.zst\nmanifests=' })), 'manifests')).toMatchObject({ status: 'fail', message: expect.stringContaining('missing from /var/lib/rancher/k3s/server/manifests: 00-namespaces.yaml') });
+    expect(byName(await judge(joinedServer({ 'k3s-data': 'mounted=no\nimages=\nmanifests=' })), 'data-disk')?.status).toBe('fail');
+    expect(byName(await judge(joinedServer({ 'k3s-service': 'LoadState=loaded\nUnitFileState=enabled\nActiveState=failed\nSubState=failed\njournal=k3s stand-in: Incorrect Usage: flag provided but not defined: -disable' })), 'k3s-service')).toMatchObject({
+      status: 'fail',
+      message: expect.stringContaining('flag provided but not defined'),
+    });
+    expect(byName(await judge(joinedServer({ 'first-boot': 'multi-user.target=activating\nuserconfig=enabled' })), 'first-boot')?.status).toBe('fail');
+  });
+
+  it('an agent still waiting for its server gets warnings, not failures', async () => {
+    const cs = await judge(
+      { 'first-boot': 'multi-user.target=active\nuserconfig=', 'k3s-data': 'images=\nmanifests=', 'k3s-service': 'LoadState=not-found' },
+      'pi-cluster-4',
+      { dataDir: '/var/lib/rancher/k3s', service: 'k3s-agent', airgapImages: ['k3s-airgap-images-arm64.tar.zst'], manifests: [] },
+    );
+    expect(byName(cs, 'airgap-images')?.status).toBe('warn');
+    expect(byName(cs, 'k3s-service')?.status).toBe('warn');
+    expect(byName(cs, 'manifests')).toBeUndefined();
+    expect(cs.filter((c) => c.status === 'fail')).toEqual([]);
+  });
 });

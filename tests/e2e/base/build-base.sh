@@ -256,6 +256,46 @@ for g in gpio spi i2c lpadmin render netdev; do
   grep -q "^$g:" "$ROOT/etc/group" || groupadd --root "$ROOT" --system "$g"
 done
 
+# the first user as pi-gen makes it (stage1/01-sys-tweaks: adduser --disabled-password, then the
+# groups of stage2): `pi`, UID 1000, password locked; cloud-init's user: creates the admin next to it
+if ! grep -q '^pi:' "$ROOT/etc/passwd"; then
+  useradd --root "$ROOT" --uid 1000 --user-group --create-home --shell /bin/bash \
+    --groups adm,dialout,cdrom,audio,users,sudo,video,games,plugdev,input,gpio,spi,i2c,netdev,render pi
+  passwd --root "$ROOT" --lock pi >/dev/null
+fi
+
+# userconf-pi as Raspberry Pi OS ships it (RPi-Distro/userconf-pi: debian/userconf-pi.userconfig.service,
+# rename-user, cancel-rename), in the state pi-gen's export leaves it: export-image/01-user-rename
+# runs `rename-user -f -s` (or, with cloud-init, `systemctl enable userconfig.service`), so
+# userconfig.service is enabled, getty@tty1 disabled and sshd shows a rename banner.
+# userconfig.service is a oneshot WantedBy=multi-user.target: the target waits for it (a target is
+# ordered after the units it wants), and its program waits for an answer on tty8. The stand-in
+# below does just that: unless the image is guarded (cancel-rename's effect, baked by pi-image
+# build), multi-user.target never finishes, cloud-final never runs, and the node never provisions.
+mkdir -p "$ROOT/usr/lib/userconf-pi" "$ROOT/usr/share/userconf-pi" "$ROOT/etc/ssh/sshd_config.d"
+printf '%s\n' '[Unit]' 'Description=User configuration dialog' 'After=systemd-user-sessions.service' \
+  'Before=lightdm.service' '[Service]' 'Type=oneshot' 'ExecStart=/usr/lib/userconf-pi/userconf-service' \
+  'StandardInput=tty' 'TTYPath=/dev/tty8' 'TTYReset=yes' 'TTYVHangup=yes' 'TTYVTDisallocate=yes' \
+  '[Install]' 'WantedBy=multi-user.target' >"$ROOT/usr/lib/systemd/system/userconfig.service"
+printf '%s\n' '#!/bin/sh' \
+  "# STAND-IN for userconf-pi's userconf-service (pi-image test base): the real one shows a dialog on" \
+  '# tty8 asking for a new user name and waits for the answer. So does this one.' \
+  'echo "Please enter a new user name (userconf-pi stand-in on tty8):"' \
+  'read -r answer' \
+  'echo "userconf-pi stand-in: renaming nothing"' >"$ROOT/usr/lib/userconf-pi/userconf-service"
+printf '%s\n' '#!/bin/sh' \
+  "# STAND-IN for userconf-pi's cancel-rename on a console system (pi-image test base)" \
+  'rm -f /var/lib/userconf-pi/autologin /etc/ssh/sshd_config.d/rename_user.conf' \
+  'systemctl --quiet reload ssh 2>/dev/null || true' \
+  'systemctl --quiet disable userconfig' \
+  'systemctl --quiet enable getty@tty1 --now --no-block' >"$ROOT/usr/bin/cancel-rename"
+chmod 0755 "$ROOT/usr/lib/userconf-pi/userconf-service" "$ROOT/usr/bin/cancel-rename"
+echo 'Banner /usr/share/userconf-pi/sshd_banner' >"$ROOT/etc/ssh/sshd_config.d/rename_user.conf"
+echo 'Please run "sudo rename-user" to change your user name (userconf-pi stand-in banner)' >"$ROOT/usr/share/userconf-pi/sshd_banner"
+[[ -n "$ROOT" && "$ROOT" != / ]] || die "internal: ROOT is not set"
+systemctl --root="$ROOT" --quiet enable userconfig.service
+systemctl --root="$ROOT" --quiet disable getty@tty1.service
+
 # SSH: no host keys in the image, regenerated on first boot (Pi OS' regenerate_ssh_host_keys);
 # sshd disabled until user-data enables it (Pi OS ships with SSH off)
 rm -f "$ROOT"/etc/ssh/ssh_host_*
