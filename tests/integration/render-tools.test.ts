@@ -196,6 +196,7 @@ describe('join script behaviour (stubbed node)', () => {
     set('MANIFESTS_STAGE', d('manifests'));
     set('CLOUD_DIR', d('cloud'));
     set('ETC_SYSTEMD', d('systemd'));
+    set('SSHD_CONFIG_D', d('sshd_config.d'));
     writeFileSync(d('join.sh'), script, { mode: 0o755 });
     const seed = node.files.find((f) => f.path === 'user-data')!.contents;
     writeFileSync(d('seed/user-data'), seed);
@@ -204,6 +205,11 @@ describe('join script behaviour (stubbed node)', () => {
     writeFileSync(d('cloud/instances/i-1/user-data.txt.i'), `Content-Type: multipart/mixed\n${seed}`, { mode: 0o600 });
     // what the bake stages outside /var/lib/rancher
     if (opts.airgap) writeFileSync(d('airgap/k3s-airgap-images-arm64.tar.zst'), 'images');
+    // userconf-pi's rename service, enabled again at first boot by `rename-user -f -s`
+    mkdirSync(d('systemd/multi-user.target.wants'), { recursive: true });
+    writeFileSync(d('systemd/multi-user.target.wants/userconfig.service'), '');
+    mkdirSync(d('sshd_config.d'));
+    writeFileSync(d('sshd_config.d/rename_user.conf'), 'Banner /usr/share/userconf-pi/sshd_banner\n');
     writeFileSync(d('manifests/00-namespaces.yaml'), 'kind: Namespace\n');
     writeFileSync(d('data/agent/kubelet.kubeconfig'), 'fake');
     const stub = (name: string, body: string) => writeFileSync(d(`stub/${name}`), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
@@ -222,7 +228,8 @@ esac`,
     );
     stub(
       'systemctl',
-      `case "$1" in
+      `echo "$*" >>${shq(`${S}/systemctl.log`)}
+case "$1" in
   start) touch ${shq(`${S}/active`)} ;;
   is-active) [ -f ${shq(`${S}/active`)} ] ;;
   *) exit 0 ;;
@@ -266,6 +273,9 @@ esac`,
       expect(readFileSync(f, 'utf8')).not.toContain(FAKE_SECRETS.agentToken);
       expect(statSync(f).mode & 0o777).toBe(0o600);
     }
+    // cloud-init's raspberry-pi-os distro re-runs rename-user: the join undoes it as cancel-rename does
+    expect(readFileSync(`${n.S}/systemctl.log`, 'utf8')).toMatch(/disable userconfig\.service[\s\S]*enable getty@tty1\.service/);
+    expect(existsSync(n.d('sshd_config.d/rename_user.conf'))).toBe(false);
     // the staged air-gap images were copied where k3s reads them; an agent gets no manifests
     expect(readFileSync(n.d('data/agent/images/k3s-airgap-images-arm64.tar.zst'), 'utf8')).toBe('images');
     expect(existsSync(n.d('data/server/manifests'))).toBe(false);
