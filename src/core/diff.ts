@@ -192,7 +192,7 @@ export type FileStatus = 'unchanged' | 'changed' | 'added' | 'removed' | 'unknow
 
 export interface FileDiff {
   target: 'boot' | 'root';
-  /** as in the build record: `user-data`, `cmdline.txt`, `/var/lib/rancher/k3s/server/manifests/…` */
+  /** as in the build record: `user-data`, `cmdline.txt`, `/var/lib/pi-image/manifests/…` */
   path: string;
   status: FileStatus;
   /** `content`: read back from the image and diffed; `hash`: compared by hash only (no content) */
