@@ -19,7 +19,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sshExec } from '../../src/adapters/qemu.js';
+import { vmExec } from '../../src/adapters/qemu.js';
 import { cli } from '../helpers/run-cli.js';
 import { sampleFiles, writeInventory } from '../helpers/sample-inventory.js';
 import { installStandin, k3sStandin } from './fixtures/standins.js';
@@ -106,7 +106,7 @@ describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
       // the k3s stand-in on the node refuses a server-only key as an agent, as k3s agent does
       expect(kept, r.stdout).not.toBeNull();
       const vm = { sshPort: Number(kept![1]) };
-      const wrongRole = await sshExec(
+      const wrongRole = await vmExec(
         vm,
         "printf 'server: https://10.0.0.11:6443\\ntoken-file: /etc/rancher/k3s/pi-image-token\\ndisable:\\n  - traefik\\n' >/tmp/wrong-role.yaml && sudo -n env K3S_CONFIG_FILE=/tmp/wrong-role.yaml K3S_STANDIN_ONESHOT=1 K3S_STANDIN_REPORT=/tmp/report /usr/local/bin/k3s agent",
         { user: 'pi-admin', identityFile: key, timeoutMs: 120_000 },
