@@ -113,7 +113,17 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo()): 
     const values = secretValuesSeen();
     return values.length ? redact(t, values) : t;
   };
-  const io: Io = { ...rawIo, out: (t) => rawIo.out(mask(t)), err: (t) => rawIo.err(mask(t)) };
+  // with -o json a run prints one document: a command that printed its report before failing keeps
+  // it as the document (its outcome is inside), and the error goes to stderr only
+  let wroteStdout = false;
+  const io: Io = {
+    ...rawIo,
+    out: (t) => {
+      wroteStdout = true;
+      rawIo.out(mask(t));
+    },
+    err: (t) => rawIo.err(mask(t)),
+  };
   setIo(io);
   let exitCode: number;
   const parser = yargs([...argv])
@@ -163,7 +173,7 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo()): 
     if (printed) io.out(printed.endsWith('\n') ? printed : `${printed}\n`);
     exitCode = getExitCode();
   } catch (error) {
-    exitCode = report(io, error, { json: wantsJson(argv), verbose: argv.some((a) => a === '-v' || a === '--verbose' || /^-[a-zA-Z]*v[a-zA-Z]*$/.test(a)) });
+    exitCode = report(io, error, { json: wantsJson(argv) && !wroteStdout, verbose: argv.some((a) => a === '-v' || a === '--verbose' || /^-[a-zA-Z]*v[a-zA-Z]*$/.test(a)) });
   }
   rawIo.close?.();
   return exitCode;

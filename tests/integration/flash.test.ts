@@ -252,6 +252,6 @@ describe.skipIf(!canUseLoop)('pi-image flash on a loop device', () => {
     const r = await cli(['flash', 'pi-cluster-9', '--device', loop!, '--yes', '--allow-loop'], { cwd: dir });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/build\/images\/pi-cluster-9\.img does not exist/);
-    expect(r.stderr).toMatch(/pi-image bake pi-cluster-9/);
+    expect(r.stderr).toMatch(/pi-image build pi-cluster-9/);
   });
 });
