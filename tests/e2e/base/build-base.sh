@@ -195,10 +195,13 @@ KVER="$(basename "$(find "$ROOT/lib/modules" -mindepth 1 -maxdepth 1 -type d | s
 log "kernel $KVER"
 
 mkdir -p "$ROOT/boot/firmware"
+# as Raspberry Pi OS, plus a longer device timeout than systemd's 90 s: under emulation on a loaded
+# machine udev's coldplug alone took longer than that, and the boot fell into emergency mode
+# waiting for the boot partition's by-partuuid link (a boot-time artefact of QEMU, not of the image)
 cat >"$ROOT/etc/fstab" <<EOF
 proc            /proc           proc    defaults          0       0
-PARTUUID=$DISK_ID-01  /boot/firmware  vfat    defaults          0       2
-PARTUUID=$DISK_ID-02  /               ext4    defaults,noatime  0       1
+PARTUUID=$DISK_ID-01  /boot/firmware  vfat    defaults,x-systemd.device-timeout=10min          0       2
+PARTUUID=$DISK_ID-02  /               ext4    defaults,noatime,x-systemd.device-timeout=10min  0       1
 EOF
 echo raspberrypi >"$ROOT/etc/hostname"
 cat >"$ROOT/etc/hosts" <<'EOF'
