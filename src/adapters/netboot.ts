@@ -1,9 +1,12 @@
 /**
  * Netboot export (I/O side of src/core/netboot.ts): turns a node's built image into
- *   DIR/tftp/<serial>/   the boot partition files (mtools, rootless) with the NFS-root cmdline.txt
- *   DIR/nfs/<node>/      the root filesystem with modes, owners, symlinks, hard links, devices
+ *   DIR/tftp/<serial>/   the boot partition files (mtools, rootless) with the NFS-root cmdline.txt,
+ *                        without the cloud-init seed (TFTP has no access control)
+ *   DIR/nfs/<node>/      the root filesystem with modes, owners, symlinks, hard links, devices, and
+ *                        the seed at /boot/firmware (0600)
  *   DIR/dnsmasq.d/pi-image.conf, DIR/exports, DIR/EEPROM.md
- * Every node's folders are built next to their destination and renamed into place (atomic per node).
+ * Every node's folders are staged next to their destination (private until complete) and renamed
+ * into place, NFS root first; staging folders of a killed export are removed by the next one.
  *
  * Root filesystem extraction, rootless reading: `debugfs -R "rdump / X" "img?offset=N"` copies
  * contents and symlinks, but (measured with e2fsprogs 1.47.0) it drops setuid/setgid/sticky bits
@@ -17,11 +20,11 @@ import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, rename, rm
 import { dirname, join } from 'node:path';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
 import { netbootCmdline, netbootFstab, type NetbootNodePlan, type NetbootPlan } from '../core/netboot.js';
+import { fatListAll, fatReadFile } from './fat.js';
 import { inspectImage, type ImageLayout } from './partitions.js';
 import { run, runBuffer } from './process.js';
 
 const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1' };
-const SEED_FILES = ['meta-data', 'user-data', 'network-config'];
 
 export interface RootfsStats {
   entries: number;
@@ -45,16 +48,31 @@ export interface NodeExportResult {
 
 // ── boot partition → tftp/<serial>/ ──────────────────────────────────────────────────────────────
 
-/** Copies every file of the image's FAT partition into `dest` (created), files 0644, dirs 0755. */
+/**
+ * cloud-init's NoCloud seed on the boot partition (user-data holds the join token and the node
+ * password, network-config the Wi-Fi PSK). The Pi firmware reads none of them: they go into the
+ * node's NFS root only (/boot/firmware, 0600), never into the world-readable TFTP folder.
+ */
+export const SEED_FILES: readonly string[] = ['meta-data', 'user-data', 'network-config', 'vendor-data'];
+
+/**
+ * Copies the image's FAT partition into `dest` (created 0700, so nothing in it can be fetched while
+ * it is being filled), drops the NoCloud seed files, then opens it up: files 0644, dirs 0755.
+ * Returns the number of files kept.
+ */
 export async function copyBootPartition(image: string, layout: ImageLayout, dest: string): Promise<number> {
-  await mkdir(dest, { recursive: true });
+  await mkdir(dest, { recursive: false, mode: 0o700 });
+  await chmod(dest, 0o700);
   await run('mcopy', ['-s', '-n', '-m', '-i', `${image}@@${layout.boot.startBytes}`, '::/*', `${dest}/`], {
     env: MTOOLS_ENV,
     what: `copying the boot partition of ${image}`,
   });
+  // FAT names are case-insensitive: USER-DATA is the same file to cloud-init's reader on a card
+  for (const e of await readdir(dest)) {
+    if (SEED_FILES.includes(e.toLowerCase())) await rm(join(dest, e), { recursive: true, force: true });
+  }
   let count = 0;
   const fix = async (dir: string): Promise<void> => {
-    await chmod(dir, 0o755);
     for (const e of await readdir(dir, { withFileTypes: true })) {
       const p = join(dir, e.name);
       if (e.isDirectory()) await fix(p);
@@ -63,9 +81,21 @@ export async function copyBootPartition(image: string, layout: ImageLayout, dest
         count++;
       }
     }
+    await chmod(dir, 0o755);
   };
   await fix(dest);
   return count;
+}
+
+/** The NoCloud seed files of the image's boot partition (name → bytes), read straight from the image. */
+export async function readSeed(image: string, layout: ImageLayout): Promise<Map<string, Buffer>> {
+  const v = { image, offset: layout.boot.startBytes };
+  const present = await fatListAll(v);
+  const seed = new Map<string, Buffer>();
+  for (const name of SEED_FILES) {
+    if (present.has(`/${name}`)) seed.set(name, await fatReadFile(v, `/${name}`));
+  }
+  return seed;
 }
 
 // ── ext4 root → nfs/<node>/ ──────────────────────────────────────────────────────────────────────
@@ -219,31 +249,82 @@ export async function extractRootfs(image: string, layout: ImageLayout, dest: st
   return stats;
 }
 
-// ── atomic placement ─────────────────────────────────────────────────────────────────────────────
+// ── staging and placement ────────────────────────────────────────────────────────────────────────
 
-/** Builds `dest` through `fn(tmp)` in a sibling temp folder, then swaps it into place. */
-async function replaceDir(dest: string, fn: (tmp: string) => Promise<void>): Promise<void> {
+/** `.<name>.tmp-<pid>` / `.<name>.old-<pid>`: a node folder being built or being replaced. */
+const STAGING = /^\.(.+)\.(tmp|old)-(\d+)$/;
+
+interface Staged {
+  dest: string;
+  tmp: string;
+}
+
+function stagingPaths(dest: string): { tmp: string; old: string } {
   const parent = dirname(dest);
-  await mkdir(parent, { recursive: true });
   const base = dest.slice(parent.length + 1);
-  const tmp = join(parent, `.${base}.tmp-${process.pid}`);
-  const old = join(parent, `.${base}.old-${process.pid}`);
+  return { tmp: join(parent, `.${base}.tmp-${process.pid}`), old: join(parent, `.${base}.old-${process.pid}`) };
+}
+
+/** Builds `dest`'s new contents through `fn(tmp)` in a sibling staging folder (removed again on failure). */
+async function stageDir(dest: string, fn: (tmp: string) => Promise<void>): Promise<Staged> {
+  await mkdir(dirname(dest), { recursive: true });
+  const { tmp } = stagingPaths(dest);
   await rm(tmp, { recursive: true, force: true });
   try {
     await fn(tmp);
-    let hadOld = false;
-    try {
-      await rename(dest, old);
-      hadOld = true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    await rename(tmp, dest);
-    if (hadOld) await rm(old, { recursive: true, force: true });
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
   }
+  return { dest, tmp };
+}
+
+/** Swaps a staged folder into place (the earlier one, if any, is removed afterwards). */
+async function commitDir(s: Staged): Promise<void> {
+  const { old } = stagingPaths(s.dest);
+  let hadOld = false;
+  try {
+    await rename(s.dest, old);
+    hadOld = true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await rename(s.tmp, s.dest);
+  if (hadOld) await rm(old, { recursive: true, force: true });
+}
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes staging folders (`tftp/.<serial>.tmp-<pid>`, `nfs/.<node>.old-<pid>` …) that an export
+ * killed half-way left behind: those whose pid is no longer running. Returns what it removed.
+ */
+export async function removeStaleStaging(root: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const sub of ['tftp', 'nfs']) {
+    const dir = join(root, sub);
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const m = STAGING.exec(name);
+      if (!m || pidAlive(Number(m[3]))) continue;
+      await rm(join(dir, name), { recursive: true, force: true });
+      removed.push(join(dir, name));
+    }
+  }
+  return removed;
 }
 
 async function writeFileAtomic(path: string, contents: string): Promise<void> {
@@ -255,7 +336,11 @@ async function writeFileAtomic(path: string, contents: string): Promise<void> {
 
 // ── per node ─────────────────────────────────────────────────────────────────────────────────────
 
-/** Exports one node from its built image. */
+/**
+ * Exports one node from its built image. Both folders are staged first; the NFS root is put in
+ * place before the TFTP folder, so an export stopped at any point never leaves a TFTP folder (what
+ * a Pi boots from) without its root filesystem.
+ */
 export async function exportNode(node: NetbootNodePlan, image: string): Promise<NodeExportResult> {
   try {
     await stat(image);
@@ -263,58 +348,66 @@ export async function exportNode(node: NetbootNodePlan, image: string): Promise<
     throw new InputError(`${node.node}: image ${image} does not exist`, { hint: `build it first: \`pi-image build ${node.node}\`` });
   }
   const layout = await inspectImage(image, { bootLabel: null, rootLabel: null });
+  const seed = await readSeed(image, layout);
   let bootFiles = 0;
   let original = '';
-  await replaceDir(node.tftpDir, async (tmp) => {
-    bootFiles = await copyBootPartition(image, layout, tmp);
-    const cmdlinePath = join(tmp, 'cmdline.txt');
-    try {
-      original = await readFile(cmdlinePath, 'utf8');
-    } catch {
-      throw new InputError(`${node.node}: image ${image} has no cmdline.txt on its boot partition`, { hint: 'is it a Raspberry Pi OS image built by `pi-image build`?' });
-    }
-    await writeFile(cmdlinePath, netbootCmdline(original, node), { mode: 0o644 });
-  });
+  const staged: Staged[] = [];
+  try {
+    staged.push(
+      await stageDir(node.tftpDir, async (tmp) => {
+        bootFiles = await copyBootPartition(image, layout, tmp);
+        const cmdlinePath = join(tmp, 'cmdline.txt');
+        try {
+          original = await readFile(cmdlinePath, 'utf8');
+        } catch {
+          throw new InputError(`${node.node}: image ${image} has no cmdline.txt on its boot partition`, { hint: 'is it a Raspberry Pi OS image built by `pi-image build`?' });
+        }
+        await writeFile(cmdlinePath, netbootCmdline(original, node), { mode: 0o644 });
+      }),
+    );
 
-  let rootfs: RootfsStats | undefined;
-  await replaceDir(node.nfsDir, async (tmp) => {
-    rootfs = await extractRootfs(image, layout, tmp);
-    const fstab = join(tmp, 'etc', 'fstab');
-    let orig = '';
-    try {
-      orig = await readFile(fstab, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    const st = await lstat(fstab).catch(() => undefined);
-    await mkdir(join(tmp, 'etc'), { recursive: true });
-    await writeFile(fstab, netbootFstab(orig, node), { mode: st === undefined ? 0o644 : st.mode & 0o7777 });
-    // cloud-init's NoCloud seed is read from /boot/firmware, which is no partition on a netbooted
-    // Pi: put the seed (and the cmdline with its ds= token) there, readable by root only.
-    const fw = join(tmp, 'boot', 'firmware');
-    await mkdir(fw, { recursive: true, mode: 0o755 });
-    for (const name of SEED_FILES) {
-      const src = join(node.tftpDir, name);
-      let data: Buffer;
-      try {
-        data = await readFile(src);
-      } catch {
-        continue;
-      }
-      await writeFile(join(fw, name), data, { mode: 0o600 });
-      await chmod(join(fw, name), 0o600);
-    }
-    await writeFile(join(fw, 'cmdline.txt'), netbootCmdline(original, node), { mode: 0o644 });
-  });
-  return {
-    node: node.node,
-    serial: node.serial,
-    image,
-    tftpDir: node.tftpDir,
-    nfsDir: node.nfsDir,
-    bootFiles,
-    rootfs: rootfs ?? { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, ms: 0 },
-  };
+    let rootfs: RootfsStats | undefined;
+    staged.push(
+      await stageDir(node.nfsDir, async (tmp) => {
+        rootfs = await extractRootfs(image, layout, tmp);
+        const fstab = join(tmp, 'etc', 'fstab');
+        let orig = '';
+        try {
+          orig = await readFile(fstab, 'utf8');
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+        const st = await lstat(fstab).catch(() => undefined);
+        await mkdir(join(tmp, 'etc'), { recursive: true });
+        await writeFile(fstab, netbootFstab(orig, node), { mode: st === undefined ? 0o644 : st.mode & 0o7777 });
+        // cloud-init's NoCloud seed is read from /boot/firmware, which is no partition on a netbooted
+        // Pi: put the seed (and the cmdline with its ds= token) there, readable by root only.
+        const fw = join(tmp, 'boot', 'firmware');
+        await mkdir(fw, { recursive: true, mode: 0o755 });
+        for (const [name, data] of seed) {
+          await writeFile(join(fw, name), data, { mode: 0o600 });
+          await chmod(join(fw, name), 0o600);
+        }
+        await writeFile(join(fw, 'cmdline.txt'), netbootCmdline(original, node), { mode: 0o644 });
+      }),
+    );
+    const [tftp, nfs] = staged as [Staged, Staged];
+    await commitDir(nfs);
+    staged.pop();
+    await commitDir(tftp);
+    staged.pop();
+    return {
+      node: node.node,
+      serial: node.serial,
+      image,
+      tftpDir: node.tftpDir,
+      nfsDir: node.nfsDir,
+      bootFiles,
+      rootfs: rootfs ?? { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, ms: 0 },
+    };
+  } finally {
+    for (const s of staged) await rm(s.tmp, { recursive: true, force: true });
+  }
 }
 
 /** Writes dnsmasq.d/pi-image.conf, exports and EEPROM.md below the plan's root. */

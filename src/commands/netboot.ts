@@ -4,10 +4,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
-import { exportNode, hostAddresses, writeSharedFiles, type NodeExportResult } from '../adapters/netboot.js';
+import { runNetboot } from '../app/netboot.js';
 import { InputError, IoError } from '../core/errors.js';
-import { cidrContains, parseCidr } from '../core/inventory/net.js';
-import { planNetboot } from '../core/netboot.js';
 import { type GlobalArgs, io } from './context.js';
 
 interface NetbootArgs extends GlobalArgs {
@@ -36,37 +34,32 @@ export const netbootCommand: CommandModule<GlobalArgs, NetbootArgs> = {
       .example('$0 netboot pi-cluster-3 --root /srv/netboot -o json', 'one node, machine-readable'),
   handler: async (argv) => {
     const out = io();
-    const inv = await loadInventory(argv.inventory, { cwd: out.cwd });
-    const root = resolve(out.cwd, argv.root);
-    await checkExportRoot(root, argv.root);
-    const server = argv.server ?? (await defaultServer(inv.cluster.network.cidr));
-    const plan = planNetboot(inv, { root, server, ...(argv.node === undefined ? {} : { only: [argv.node] }) });
-    for (const s of plan.skipped) out.err(`${s.node === '(server)' ? '' : `skipping ${s.node}: `}${s.reason}\n`);
-    if (plan.nodes.length === 0) {
-      throw new InputError('no node to export for netboot', { hint: 'give nodes a `serial:` (and a `dataDisk:`) in their node files' });
-    }
-    const buildDir = isAbsolute(argv['build-dir']) ? argv['build-dir'] : resolve(out.cwd, argv['build-dir']);
-    const results: NodeExportResult[] = [];
-    for (const n of plan.nodes) {
-      if (argv.output !== 'json') out.err(`exporting ${n.node} (serial ${n.serial}) …\n`);
-      results.push(await exportNode(n, join(buildDir, `${n.node}.img`)));
-    }
-    const shared = await writeSharedFiles(plan);
+    const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
+    await checkExportRoot(resolve(out.cwd, argv.root), argv.root);
+    const r = await runNetboot({
+      inventory,
+      ...(argv.node === undefined ? {} : { nodes: [argv.node] }),
+      root: resolve(out.cwd, argv.root),
+      ...(argv.server === undefined ? {} : { server: argv.server }),
+      buildDir: isAbsolute(argv['build-dir']) ? argv['build-dir'] : resolve(out.cwd, argv['build-dir']),
+      log: (line) => out.err(`${line}\n`),
+    });
     if (argv.output === 'json') {
       printJson(out, {
-        root: plan.root,
-        server: plan.server,
-        nodes: results.map((r) => ({ ...r, rootfs: { ...r.rootfs, ms: Math.round(r.rootfs.ms) } })),
-        skipped: plan.skipped,
-        files: shared,
+        root: r.root,
+        server: r.server,
+        nodes: r.nodes.map((n) => ({ ...n, rootfs: { ...n.rootfs, ms: Math.round(n.rootfs.ms) } })),
+        skipped: r.skipped,
+        files: r.files,
+        removedStaging: r.removedStaging,
       });
       return;
     }
-    for (const r of results) {
-      out.out(`${r.node}: tftp ${r.tftpDir}/ (${r.bootFiles} files), nfs ${r.nfsDir}/ (${r.rootfs.files} files, ${r.rootfs.dirs} dirs, ${r.rootfs.symlinks} symlinks, ${(r.rootfs.ms / 1000).toFixed(1)} s)\n`);
+    for (const n of r.nodes) {
+      out.out(`${n.node}: tftp ${n.tftpDir}/ (${n.bootFiles} files), nfs ${n.nfsDir}/ (${n.rootfs.files} files, ${n.rootfs.dirs} dirs, ${n.rootfs.symlinks} symlinks, ${(n.rootfs.ms / 1000).toFixed(1)} s)\n`);
     }
-    out.out(`wrote ${shared.join(', ')}\n`);
-    out.out(`next: see ${join(plan.root, 'EEPROM.md')} and docs/runbooks/netboot.md\n`);
+    out.out(`wrote ${r.files.join(', ')}\n`);
+    out.out(`next: see ${join(r.root, 'EEPROM.md')} and docs/runbooks/netboot.md\n`);
   },
 };
 
@@ -90,17 +83,4 @@ async function checkExportRoot(root: string, given: string): Promise<void> {
       cause: error,
     });
   }
-}
-
-async function defaultServer(cidr: string | undefined): Promise<string> {
-  const addrs = await hostAddresses();
-  const net = cidr === undefined ? undefined : parseCidr(cidr);
-  const inNet = net === undefined ? [] : addrs.filter((a) => cidrContains(net, a));
-  if (inNet.length === 1 && inNet[0] !== undefined) return inNet[0];
-  throw new InputError(
-    inNet.length > 1
-      ? `this host has several addresses in the cluster network ${cidr ?? ''} (${inNet.join(', ')}); say which one the Pis should use`
-      : `this host has no address in the cluster network ${cidr ?? '(none configured)'}; say which address the Pis reach it on`,
-    { hint: 'pass --server <IPv4 of this TFTP/NFS server>' },
-  );
 }

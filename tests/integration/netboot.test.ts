@@ -8,6 +8,9 @@
 import { cp, lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile, mkdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ext4Apply, ext4Stat } from '../../src/adapters/ext4.js';
@@ -20,6 +23,13 @@ const SERIAL = '4e1c0013';
 const SERVER = '10.0.0.2';
 const NS = `pi-image-netboot-${process.pid}`;
 const PIOS_CMDLINE = 'console=serial0,115200 console=tty1 root=PARTUUID=6c586e13-02 rootfstype=ext4 fsck.repair=yes rootwait resize cgroup_memory=1 cgroup_enable=memory ds=nocloud;i=pi-cluster-3-0f1e2d3c';
+
+/** secret values as a baked seed holds them: join token and node password in user-data, Wi-Fi PSK in network-config */
+const SECRETS = ['K10e3f5a9c1d2b4e6f708192a3b4c5d6e::server:7f3c9a1e5b2d4c6a', 'np-3b9f1c7e5a2d4b6c8e0f', 'wifi-psk-Zq8Lr2Vx6Tn4'];
+const SECRET_SEED = {
+  'user-data': `#cloud-config\nhostname: ${NODE}\nwrite_files:\n  - path: /etc/rancher/k3s/token\n    content: ${SECRETS[0]}\n  - path: /etc/rancher/node/password\n    content: ${SECRETS[1]}\n`,
+  'network-config': `network:\n  version: 2\n  wifis:\n    wlan0:\n      access-points:\n        homelab:\n          password: ${SECRETS[2]}\n`,
+};
 
 /** paths in the test rootfs whose metadata the export must keep */
 const SPECIAL = ['/etc/secret-600', '/home/pi-admin/notes', '/home/pi-admin', '/etc/motd-link', '/srv/private', '/usr/bin/sudo-like', '/tmp', '/etc/secret-hardlink', '/dev/null', '/run/fifo'];
@@ -44,7 +54,8 @@ describe.skipIf(!canUseLoop)('pi-image netboot', () => {
 
     const build = join(dir, 'build', 'images');
     await mkdir(build, { recursive: true });
-    img = await makeFlashTestImage(build, NODE, { bootFiles: { 'cmdline.txt': `${PIOS_CMDLINE}\n`, 'start4.elf': 'fake firmware\u0000\u0001\u0002' } });
+    img = await makeFlashTestImage(build, NODE, { bootFiles: { 'cmdline.txt': `${PIOS_CMDLINE}\n`, 'start4.elf': 'fake firmware\u0000\u0001\u0002', ...SECRET_SEED } });
+    img.seed = { ...img.seed, ...SECRET_SEED };
     // a sub-folder on the FAT, as overlays/ on a real image
     await execa('mmd', ['-i', `${img.path}@@${img.bootOffset}`, '::/overlays'], { env: { MTOOLS_SKIP_CHECK: '1' } });
     await execa('mcopy', ['-i', `${img.path}@@${img.bootOffset}`, '-', '::/overlays/vc4-kms-v3d.dtbo'], { input: Buffer.from([0xd0, 0x0d, 0xfe, 0xed, 1, 2, 3]), env: { MTOOLS_SKIP_CHECK: '1' } });
@@ -121,14 +132,37 @@ describe.skipIf(!canUseLoop)('pi-image netboot', () => {
     expect(report.nodes.map((n) => [n.node, n.tftpDir, n.nfsDir])).toEqual([[NODE, join(root, 'tftp', SERIAL), join(root, 'nfs', NODE)]]);
     expect(report.skipped.find((s) => s.node === 'pi-cluster-4')?.reason).toMatch(/no dataDisk in .*pi-cluster-4\.yaml/);
     expect(report.files.sort()).toEqual([join(root, 'EEPROM.md'), join(root, 'dnsmasq.d', 'pi-image.conf'), join(root, 'exports')].sort());
-    expect(report.nodes[0]?.bootFiles).toBe((Object.keys(img.seed).length) + 4); // seed + cmdline, config, start4.elf, overlay
+    expect(report.nodes[0]?.bootFiles).toBe(4); // cmdline, config, start4.elf, overlay: no seed file
   });
 
-  it('serves the boot files over TFTP byte-equal to the image (dnsmasq + tftp-hpa)', async () => {
-    for (const f of ['config.txt', 'start4.elf', 'overlays/vc4-kms-v3d.dtbo', ...Object.keys(img.seed)]) {
+  it('serves the boot files over TFTP byte-equal to the image (dnsmasq + tftp-hpa), but never the seed', async () => {
+    for (const f of ['config.txt', 'start4.elf', 'overlays/vc4-kms-v3d.dtbo']) {
       const got = await tftpGet(`${SERIAL}/${f}`);
       expect(got.equals(await fatRead(`/${f}`)), `${f}: ${got.length} bytes; dnsmasq: ${dnsmasqLog}`).toBe(true);
     }
+    for (const f of Object.keys(img.seed)) await expect(tftpGet(`${SERIAL}/${f}`)).rejects.toThrow(/Error code/);
+  });
+
+  it('puts no secret value in any file under tftp/ (the seed is only in the NFS root, 0600)', async () => {
+    const files: string[] = [];
+    const walk = async (d: string): Promise<void> => {
+      for (const e of await readdir(d, { withFileTypes: true })) {
+        if (e.isDirectory()) await walk(join(d, e.name));
+        else files.push(join(d, e.name));
+      }
+    };
+    await walk(join(root, 'tftp'));
+    expect(files.length).toBeGreaterThanOrEqual(4);
+    for (const f of files) {
+      const text = (await readFile(f)).toString('latin1');
+      for (const v of SECRETS) expect(text.includes(v), `${f} holds a secret value`).toBe(false);
+      expect(((await stat(f)).mode & 0o777).toString(8)).toBe('644');
+    }
+    // every secret value is in the node's NFS root, in a file only root can read
+    const fw = join(root, 'nfs', NODE, 'boot/firmware');
+    const seedText = (await Promise.all(['user-data', 'network-config'].map((n) => readFile(join(fw, n), 'utf8')))).join('\n');
+    for (const v of SECRETS) expect(seedText).toContain(v);
+    for (const n of ['user-data', 'network-config', 'meta-data']) expect(((await stat(join(fw, n))).mode & 0o777).toString(8)).toBe('600');
     expect(dnsmasqLog).toMatch(new RegExp(`sent ${join(root, 'tftp', SERIAL, 'config.txt').replace(/\//g, '\\/')} to 127\\.0\\.0\\.1`));
   });
 
@@ -209,6 +243,39 @@ describe.skipIf(!canUseLoop)('pi-image netboot', () => {
     const t = await execa('dnsmasq', ['--test', `--conf-file=${join(root, 'dnsmasq.d', 'pi-image.conf')}`], { all: true, reject: false });
     expect(t.exitCode, String(t.all)).toBe(0);
     expect(String(t.all)).toMatch(/syntax check OK/);
+  });
+
+  it('a killed `netboot --all` leaves no TFTP folder without its NFS root, and the rerun removes its staging folders (saying so)', async () => {
+    const killRoot = join(dir, 'srv-kill');
+    const tsx = pathToFileURL(join(process.cwd(), 'node_modules/tsx/dist/loader.mjs')).href;
+    const child = spawn(process.execPath, ['--import', tsx, join(process.cwd(), 'src/cli.ts'), 'netboot', '--all', '--root', killRoot, '--server', SERVER], { cwd: dir, stdio: 'ignore' });
+    const exited = new Promise<void>((r) => child.on('exit', () => r()));
+    // kill it while the NFS root is being staged (the TFTP folder is staged already by then)
+    const staging = (): string[] => {
+      try {
+        return readdirSync(join(killRoot, 'nfs')).filter((f) => f.includes('.tmp-'));
+      } catch {
+        return [];
+      }
+    };
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline && staging().length === 0) await new Promise((r) => setTimeout(r, 5));
+    expect(staging().length).toBe(1);
+    child.kill('SIGKILL');
+    await exited;
+    expect(existsSync(join(killRoot, 'tftp', SERIAL)), 'a TFTP folder without its NFS root').toBe(existsSync(join(killRoot, 'nfs', NODE)));
+    const left = [...readdirSync(join(killRoot, 'tftp')), ...readdirSync(join(killRoot, 'nfs'))].filter((f) => f.startsWith('.'));
+    expect(left.length).toBeGreaterThanOrEqual(1);
+    // a staged TFTP folder holds no seed file either
+    for (const f of readdirSync(join(killRoot, 'tftp')).filter((x) => x.startsWith('.'))) {
+      expect(readdirSync(join(killRoot, 'tftp', f)).filter((x) => Object.keys(img.seed).includes(x))).toEqual([]);
+    }
+
+    const again = await cli(['netboot', '--all', '--root', killRoot, '--server', SERVER], { cwd: dir });
+    expect(again.code, again.stderr).toBe(0);
+    for (const f of left) expect(again.stderr).toContain(`removed ${join(killRoot, f.includes(SERIAL) ? 'tftp' : 'nfs', f)}: a staging folder left by an export that was stopped`);
+    expect(readdirSync(join(killRoot, 'tftp'))).toEqual([SERIAL]);
+    expect(readdirSync(join(killRoot, 'nfs'))).toEqual([NODE]);
   });
 
   it('replaces an earlier export atomically (no leftovers) and rejects an incomplete netboot node', async () => {
