@@ -121,7 +121,7 @@ async function main() {
     // ---- in-process: where the time goes (same modules the CLI runs, imported from dist/)
     const dist = (p) => import(pathToFileURL(join(REPO_ROOT, 'dist', p)).href);
     const { loadInventory } = await dist('app/inventory.js');
-    const { loadOrCreateSecrets } = await dist('adapters/secrets.js');
+    const { loadSecrets } = await dist('app/secrets.js');
     const { loadTemplates } = await dist('adapters/templates.js');
     const { renderNodeFiles } = await dist('core/render/node.js');
     const { writeNodeFiles } = await dist('app/render.js');
@@ -133,7 +133,7 @@ async function main() {
       const inv = await loadInventory(invDir, { cwd: root });
       const load = since(t);
       t = process.hrtime.bigint();
-      const { secrets } = await loadOrCreateSecrets(inv.dir, inv.cluster.name, { env, now: new Date(), create: false, wifiRequired: false });
+      const { secrets } = await loadSecrets(inv.dir, inv.cluster.name, { env, wifiRequired: false });
       const sec = since(t);
       const templates = await loadTemplates();
       t = process.hrtime.bigint();

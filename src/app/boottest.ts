@@ -85,7 +85,7 @@ async function expectations(opts: BootTestOptions, node: NodeModel, record: Buil
   const inv = opts.inventory;
   const {
     sets: [set],
-  } = await renderInventory(inv, { env: opts.env, now: opts.now, create: false, only: [node.hostname] });
+  } = await renderInventory(inv, { env: opts.env, now: opts.now, only: [node.hostname] });
   const file = (path: string) => set!.files.find((f) => f.target === 'build' && f.path === path)?.contents;
   const secretFiles: Record<string, string | null> = {};
   for (const path of [NODE_PATHS.tokenFile, NODE_PATHS.agentTokenFile, NODE_PATHS.nodePassword]) {

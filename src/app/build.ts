@@ -340,7 +340,7 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
   }
   const selected = opts.nodes.length ? opts.nodes : inv.nodes.map((n) => n.hostname);
 
-  const { loaded, templates, sets } = await renderInventory(inv, { env: opts.env, now: opts.now, create: !opts.dryRun, only: selected });
+  const { loaded, templates, sets } = await renderInventory(inv, { env: opts.env, now: opts.now, only: selected });
 
   const base = await resolveBase(opts);
   const layout = await inspectImage(base.path);

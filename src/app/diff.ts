@@ -13,7 +13,7 @@ import { fatReadFile } from '../adapters/fat.js';
 import { inspectImage } from '../adapters/partitions.js';
 import { packagePath } from '../adapters/paths.js';
 import { run } from '../adapters/process.js';
-import { readSecretsStore } from '../adapters/secrets.js';
+import { readSecretsStore } from './secrets.js';
 import { planBake } from '../core/bake.js';
 import {
   builtSecretValues,
@@ -289,7 +289,7 @@ async function diffNode(ctx: NodeContext): Promise<NodeDiff> {
 /** Diffs the selected nodes (every node when none is given) against their last builds. */
 export async function diffNodes(opts: NodeDiffOptions): Promise<NodeDiffResult> {
   const inv = opts.inventory;
-  const { loaded, sets } = await renderInventory(inv, { env: opts.env, now: opts.now, create: false, ...(opts.nodes.length ? { only: opts.nodes } : {}) });
+  const { loaded, sets } = await renderInventory(inv, { env: opts.env, now: opts.now, ...(opts.nodes.length ? { only: opts.nodes } : {}) });
   const seen = new Set<string>();
   let times: Promise<Partial<Record<SecretName, string>>> | undefined;
   const changeTimes = () => (times ??= secretChangeTimes(inv, opts.env));

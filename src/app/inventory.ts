@@ -9,7 +9,7 @@ import { InputError, IoError } from '../core/errors.js';
 import { type Diagnostic, formatDiagnostic } from '../core/inventory/diagnostics.js';
 import { INVENTORY_FILE_RE } from '../core/inventory/names.js';
 import { printable } from '../core/inventory/text.js';
-import { type ValidationResult, validateInventory } from '../core/inventory/validate.js';
+import { CLUSTER_FILE, type ValidationResult, validateClusterFile, validateInventory } from '../core/inventory/validate.js';
 import type { Inventory } from '../core/model.js';
 
 export interface LoadOptions {
@@ -146,4 +146,44 @@ export async function loadInventory(dir: string, opts: LoadOptions = {}): Promis
     });
   }
   return result.inventory;
+}
+
+/** The cluster settings the secrets commands need, from cluster.yaml alone (validated by its schema). */
+export interface ClusterSettings {
+  name: string;
+  /** cluster.yaml configures Wi-Fi (so images need the wifi-psk secret) */
+  wifi: boolean;
+}
+
+/**
+ * Reads and validates only `<dir>/cluster.yaml` (YAML syntax and schema, as `validate` does), so
+ * commands that need the cluster's name work before the node files exist or while they are being
+ * fixed. Throws an InputError listing every problem of the file.
+ */
+export async function loadClusterSettings(dir: string, opts: LoadOptions = {}): Promise<ClusterSettings> {
+  const cwd = opts.cwd ?? process.cwd();
+  const abs = isAbsolute(dir) ? dir : join(cwd, dir);
+  const file = join(abs, CLUSTER_FILE);
+  const display = shown(file, cwd);
+  const exists = await lstat(file).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) {
+    throw new InputError(`${display} does not exist`, { hint: 'pass the inventory directory with --inventory (default: nodes)' });
+  }
+  const read = await readInventoryFile(file, display);
+  if ('problem' in read) {
+    throw new InputError(`${display} cannot be read`, { details: [formatDiagnostic(read.problem)] });
+  }
+  const text = read.text;
+  const r = validateClusterFile({ path: display, text });
+  if (!r.cluster) {
+    const n = r.errors.length;
+    throw new InputError(`${display} has ${n} problem${n === 1 ? '' : 's'}`, {
+      details: r.errors.map(formatDiagnostic),
+      hint: 'fix the fields above (docs/inventory.md describes each one), then run `pi-image validate`',
+    });
+  }
+  return { name: r.cluster.name, wifi: r.cluster.wifi !== undefined };
 }

@@ -6,9 +6,9 @@
 import { createHash, createHmac } from 'node:crypto';
 import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { type LoadedSecrets, loadOrCreateSecrets } from '../adapters/secrets.js';
 import { loadTemplates } from '../adapters/templates.js';
 import { atomicWriteFile } from './atomic.js';
+import { type LoadedSecrets, loadSecrets } from './secrets.js';
 import { IoError } from '../core/errors.js';
 import type { Inventory, NodeFileSet, RenderedFile, Secrets } from '../core/model.js';
 import { renderNodeFiles } from '../core/render/node.js';
@@ -35,21 +35,20 @@ export async function renderNodes(inventory: Inventory, secrets: Secrets, opts: 
 export interface RenderInventoryOptions {
   env: NodeJS.ProcessEnv;
   now: Date;
-  /** generate missing secrets (render, build) or require them (diff, boot-test) */
-  create: boolean;
   /** hostnames; every node when absent */
   only?: readonly string[];
 }
 
-/** Loads the cluster secrets and renders the selected nodes: the first step of render, build, diff and boot-test. */
+/**
+ * Loads the cluster secrets and renders the selected nodes: the first step of render, build, diff
+ * and boot-test. The secrets store must exist (`pi-image secrets init`): nothing is created here.
+ */
 export async function renderInventory(
   inventory: Inventory,
   opts: RenderInventoryOptions,
 ): Promise<{ loaded: LoadedSecrets; templates: Templates; sets: NodeFileSet[] }> {
-  const loaded = await loadOrCreateSecrets(inventory.dir, inventory.cluster.name, {
+  const loaded = await loadSecrets(inventory.dir, inventory.cluster.name, {
     env: opts.env,
-    now: opts.now,
-    create: opts.create,
     wifiRequired: inventory.cluster.wifi !== undefined,
   });
   const templates = await loadTemplates();

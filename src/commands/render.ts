@@ -34,7 +34,7 @@ export const renderCommand: CommandModule<GlobalArgs, RenderArgs> = {
     const {
       loaded: { secrets },
       sets,
-    } = await renderInventory(inventory, { env: out.env, now: new Date(), create: true, ...(argv.all ? {} : { only: nodes }) });
+    } = await renderInventory(inventory, { env: out.env, now: new Date(), ...(argv.all ? {} : { only: nodes }) });
     const outDir = isAbsolute(argv.out) ? argv.out : join(out.cwd, argv.out);
     const written = await writeNodeFiles(outDir, sets, secrets);
     if (argv.output === 'json') {

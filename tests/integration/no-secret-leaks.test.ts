@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readSecretsStore } from '../../src/adapters/secrets.js';
+import { readSecretsStore } from '../../src/app/secrets.js';
 import { loadAllCommands } from '../../src/commands/index.js';
 import { makePiOsImage, type PiOsImage } from '../helpers/pi-os-image.js';
 import { cli, type CliResult } from '../helpers/run-cli.js';

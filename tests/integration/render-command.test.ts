@@ -6,10 +6,10 @@ import { FAKE_SECRETS } from '../helpers/render-fixture.js';
 import { cli } from '../helpers/run-cli.js';
 import { sampleFiles, writeInventory } from '../helpers/sample-inventory.js';
 
-const loadOrCreateSecrets = vi.hoisted(() => vi.fn());
-vi.mock('../../src/adapters/secrets.js', async (importOriginal) => ({
-  ...(await importOriginal<typeof import('../../src/adapters/secrets.js')>()),
-  loadOrCreateSecrets,
+const loadSecrets = vi.hoisted(() => vi.fn());
+vi.mock('../../src/app/secrets.js', async (importOriginal) => ({
+  ...(await importOriginal<typeof import('../../src/app/secrets.js')>()),
+  loadSecrets,
 }));
 
 const SECRET_VALUES = [FAKE_SECRETS.clusterToken, FAKE_SECRETS.agentToken, FAKE_SECRETS.nodePasswordSeed];
@@ -18,8 +18,8 @@ const env = { ...process.env, SOURCE_DATE_EPOCH: '1764000000' }; // 2025-11-24
 let inv: ReturnType<typeof writeInventory>;
 beforeEach(() => {
   inv = writeInventory(sampleFiles());
-  loadOrCreateSecrets.mockReset();
-  loadOrCreateSecrets.mockResolvedValue({ secrets: FAKE_SECRETS, version: 1, digest: 'x', generated: [], createdFile: false, warnings: [] });
+  loadSecrets.mockReset();
+  loadSecrets.mockResolvedValue({ secrets: FAKE_SECRETS, version: 1, digest: 'x', warnings: [] });
 });
 afterEach(() => inv.cleanup());
 
@@ -29,7 +29,7 @@ describe('pi-image render', () => {
   it('--all writes boot/ and rootfs/ per node with safe modes, and prints no secret', async () => {
     const r = await cli(['render', '--all', '--out', 'out'], { cwd: inv.root, env });
     expect(r.code, r.stderr).toBe(0);
-    expect(loadOrCreateSecrets).toHaveBeenCalledWith(inv.dir, 'pi-cluster', expect.objectContaining({ create: true, wifiRequired: false }));
+    expect(loadSecrets).toHaveBeenCalledWith(inv.dir, 'pi-cluster', expect.objectContaining({ wifiRequired: false }));
     const nodes = ['pi-cluster-1', 'pi-cluster-2', 'pi-cluster-3', 'pi-cluster-4'];
     for (const n of nodes) {
       const dir = join(inv.root, 'out', n);

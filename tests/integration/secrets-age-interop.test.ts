@@ -7,7 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { initSecrets, loadOrCreateSecrets, readSecretsStore, secretsFilePath } from '../../src/adapters/secrets.js';
+import { secretsFilePath } from '../../src/adapters/secrets-file.js';
+import { initSecrets, loadSecrets, readSecretsStore } from '../../src/app/secrets.js';
 import { parseStore } from '../../src/core/secrets.js';
 import { CLUSTER, type SecretsFixture, makeSecretsFixture } from '../helpers/secrets-fixture.js';
 
@@ -32,7 +33,7 @@ describe('age CLI interop', () => {
     await initSecrets(fx.dir, CLUSTER, { env: fx.env, now: new Date('2025-04-01T00:00:00Z') });
     const plain = execFileSync(age, ['-d', '-i', fx.keyPath, secretsFilePath(fx.dir)], { encoding: 'utf8' });
     const store = parseStore(plain, 'age -d output');
-    const loaded = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: new Date(), create: false, wifiRequired: false });
+    const loaded = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
     expect(store.secrets['cluster-token']?.value).toBe(loaded.secrets.clusterToken);
     expect(store.secrets['agent-token']?.value).toBe(loaded.secrets.agentToken);
     expect(store.secrets['node-password-seed']?.value).toBe(loaded.secrets.nodePasswordSeed);

@@ -5,7 +5,9 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createKey, readSecretsStore, secretsFilePath } from '../../src/adapters/secrets.js';
+import { createKey } from '../../src/adapters/age-key.js';
+import { secretsFilePath } from '../../src/adapters/secrets-file.js';
+import { readSecretsStore } from '../../src/app/secrets.js';
 import { SECRET_NAMES, type SecretName, fingerprint } from '../../src/core/secrets.js';
 import { CLUSTER, type CapturedRun, type SecretsFixture, makeSecretsFixture, runSecretsCli } from '../helpers/secrets-fixture.js';
 

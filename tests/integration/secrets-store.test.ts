@@ -1,5 +1,5 @@
 /**
- * src/adapters/secrets.ts against the real file system and real age encryption (age-encryption):
+ * The secrets store (src/app/secrets.ts over src/adapters/age-key.ts and secrets-file.ts) against the real file system and real age encryption (age-encryption):
  * round trips, generation, rotation, key handling, corruption, file modes, and that no secret value
  * ever sits in nodes/secrets.age in plain text.
  */
@@ -7,19 +7,9 @@ import { readFileSync, statSync, writeFileSync, chmodSync, existsSync } from 'no
 import { join } from 'node:path';
 import { Decrypter, armor, generateIdentity, identityToRecipient } from 'age-encryption';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  addRecipient,
-  createKey,
-  initSecrets,
-  loadOrCreateSecrets,
-  readRecipients,
-  readSecretsStore,
-  recipientsFilePath,
-  resolveKeyLocation,
-  rotateSecret,
-  secretsFilePath,
-  setSecret,
-} from '../../src/adapters/secrets.js';
+import { createKey, resolveKeyLocation } from '../../src/adapters/age-key.js';
+import { readRecipients, recipientsFilePath, secretsFilePath } from '../../src/adapters/secrets-file.js';
+import { addRecipient, initSecrets, loadSecrets, readSecretsStore, rotateSecret, setSecret } from '../../src/app/secrets.js';
 import { EnvironmentError, InputError, PiImageError } from '../../src/core/errors.js';
 import { parseStore } from '../../src/core/secrets.js';
 import { CLUSTER, type SecretsFixture, makeSecretsFixture } from '../helpers/secrets-fixture.js';
@@ -65,7 +55,7 @@ function keyIdentity(f: SecretsFixture): string {
     .find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
 }
 
-describe('init and loadOrCreateSecrets', () => {
+describe('init and loadSecrets', () => {
   it('creates a 0600 key in a 0700 directory and an age file that decrypts to the loaded secrets', async () => {
     const r = await init();
     expect(r.keyCreated).toBe(true);
@@ -74,9 +64,8 @@ describe('init and loadOrCreateSecrets', () => {
     expect(statSync(fx.keyPath).mode & 0o777).toBe(0o600);
     expect(statSync(join(fx.root, 'xdg', 'pi-image')).mode & 0o777).toBe(0o700);
 
-    const loaded = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T1, create: false, wifiRequired: false });
+    const loaded = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
     expect(loaded.version).toBe(1);
-    expect(loaded.generated).toEqual([]);
     for (const v of [loaded.secrets.clusterToken, loaded.secrets.agentToken, loaded.secrets.nodePasswordSeed]) {
       expect(v).toMatch(/^[0-9a-f]{64}$/); // 32 random bytes, hex
     }
@@ -94,20 +83,26 @@ describe('init and loadOrCreateSecrets', () => {
     expect(await identityToRecipient(keyIdentity(fx))).toBe(r.recipient);
   });
 
-  it('generates only when missing: loading again changes nothing (values, version, digest, file bytes)', async () => {
-    const first = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T0, create: true, wifiRequired: false }).catch(
-      (e: unknown) => e,
-    );
-    // without a key, create does not make one: that is `secrets init`
-    expect(first).toBeInstanceOf(EnvironmentError);
-    await createKey(CLUSTER, { env: fx.env, now: T0 });
-    const a = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T0, create: true, wifiRequired: false });
-    expect(a.generated).toEqual(['cluster-token', 'agent-token', 'node-password-seed']);
-    expect(a.createdFile).toBe(true);
+  it('loading never creates a store: without secrets.age it is an InputError (exit 2) and nothing is written', async () => {
+    // with a key and without one: the missing store is what is reported, and no file appears
+    for (const withKey of [false, true]) {
+      if (withKey) await createKey(CLUSTER, { env: fx.env, now: T0 });
+      const e = await caught(loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false }));
+      expect(e).toBeInstanceOf(InputError);
+      expect(e.exitCode).toBe(2);
+      expect(e.message).toContain(secretsFilePath(fx.dir));
+      expect(e.hint).toContain('pi-image secrets init');
+      const { readdirSync } = await import('node:fs');
+      expect(readdirSync(fx.dir)).toEqual(['cluster.yaml']);
+      expect(existsSync(fx.keyPath)).toBe(withKey);
+    }
+  });
+
+  it('loading again changes nothing (values, version, digest, file bytes)', async () => {
+    await init();
     const bytes = readFileSync(secretsFilePath(fx.dir));
-    const b = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T1, create: true, wifiRequired: false });
-    expect(b.generated).toEqual([]);
-    expect(b.createdFile).toBe(false);
+    const a = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
+    const b = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
     expect(b.secrets).toEqual(a.secrets);
     expect(b.version).toBe(a.version);
     expect(b.digest).toBe(a.digest);
@@ -116,20 +111,20 @@ describe('init and loadOrCreateSecrets', () => {
 
   it('without create, a missing secrets.age is an InputError pointing at `secrets init`', async () => {
     await createKey(CLUSTER, { env: fx.env, now: T0 });
-    const e = await caught(loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T0, create: false, wifiRequired: false }));
+    const e = await caught(loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false }));
     expect(e).toBeInstanceOf(InputError);
     expect(allText(e)).toContain('secrets init');
   });
 
   it('requires the Wi-Fi PSK when Wi-Fi is configured, and returns it once set', async () => {
     await init();
-    const e = await caught(loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T1, create: true, wifiRequired: true }));
+    const e = await caught(loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: true }));
     expect(e).toBeInstanceOf(InputError);
     expect(e.hint).toContain('pi-image secrets set wifi-psk');
     await setSecret(fx.dir, CLUSTER, 'wifi-psk', 'correct horse battery', { env: fx.env, now: T1 });
-    const s = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T1, create: false, wifiRequired: true });
+    const s = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: true });
     expect(s.secrets.wifiPsk).toBe('correct horse battery');
-    const wired = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T1, create: false, wifiRequired: false });
+    const wired = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
     expect(wired.secrets.wifiPsk).toBeUndefined();
     expect(wired.digest).not.toBe(s.digest);
   });
@@ -150,7 +145,7 @@ describe('init and loadOrCreateSecrets', () => {
 
 describe('the key', () => {
   it('missing key: EnvironmentError naming every place it looked and `pi-image secrets init`', async () => {
-    const e = await caught(loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T0, create: true, wifiRequired: false }));
+    const e = await caught(readSecretsStore(fx.dir, CLUSTER, { env: fx.env }));
     expect(e).toBeInstanceOf(EnvironmentError);
     expect(e.exitCode).toBe(3);
     expect(e.message).toContain(fx.keyPath);
@@ -175,8 +170,8 @@ describe('the key', () => {
   it('$PI_IMAGE_AGE_KEY (the key itself, as in CI) decrypts what the key file encrypted', async () => {
     await init();
     const env = { HOME: join(fx.root, 'nobody'), PI_IMAGE_AGE_KEY: keyIdentity(fx) };
-    const viaFile = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T1, create: false, wifiRequired: false });
-    const viaEnv = await loadOrCreateSecrets(fx.dir, CLUSTER, { env, now: T1, create: false, wifiRequired: false });
+    const viaFile = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
+    const viaEnv = await loadSecrets(fx.dir, CLUSTER, { env, wifiRequired: false });
     expect(viaEnv.secrets).toEqual(viaFile.secrets);
   });
 
@@ -186,7 +181,7 @@ describe('the key', () => {
     try {
       await createKey(CLUSTER, { env: other.env, now: T0 });
       const env = { ...fx.env, PI_IMAGE_AGE_KEY_FILE: other.keyPath };
-      const e = await caught(loadOrCreateSecrets(fx.dir, CLUSTER, { env, now: T1, create: true, wifiRequired: false }));
+      const e = await caught(loadSecrets(fx.dir, CLUSTER, { env, wifiRequired: false }));
       expect(e).toBeInstanceOf(EnvironmentError);
       expect(e.message).toBe(`${secretsFilePath(fx.dir)} cannot be decrypted with the key in ${other.keyPath}`);
       const text = allText(e);
@@ -212,7 +207,7 @@ describe('the key', () => {
   it('warns when the key file is readable by others', async () => {
     await init();
     chmodSync(fx.keyPath, 0o644);
-    const r = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T1, create: false, wifiRequired: false });
+    const r = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
     expect(r.warnings.join('\n')).toMatch(/chmod 600/);
   });
 });
@@ -234,7 +229,7 @@ describe('corruption', () => {
     await init();
     const file = secretsFilePath(fx.dir);
     writeFileSync(file, damage(readFileSync(file, 'utf8')));
-    const e = await caught(loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T1, create: true, wifiRequired: false }));
+    const e = await caught(loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false }));
     expect(e).toBeInstanceOf(InputError);
     expect(e.exitCode).toBe(2);
     expect(e.message).toContain(file);
@@ -252,11 +247,11 @@ describe('corruption', () => {
 describe('rotate and set', () => {
   it('rotate bumps the version, replaces only the named value and records rotatedAt', async () => {
     await init();
-    const before = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T1, create: false, wifiRequired: false });
+    const before = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
     const r = await rotateSecret(fx.dir, CLUSTER, 'agent-token', { env: fx.env, now: T1 });
     expect(r.changed).toEqual(['agent-token']);
     expect(r.version).toBe(before.version + 1);
-    const after = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T2, create: false, wifiRequired: false });
+    const after = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
     expect(after.version).toBe(r.version);
     expect(after.secrets.agentToken).not.toBe(before.secrets.agentToken);
     expect(after.secrets.agentToken).toMatch(/^[0-9a-f]{64}$/);
@@ -272,7 +267,7 @@ describe('rotate and set', () => {
     const all = await rotateSecret(fx.dir, CLUSTER, 'all', { env: fx.env, now: T2 });
     expect(all.changed).toEqual(['cluster-token', 'agent-token', 'node-password-seed']);
     expect(all.version).toBe(r.version + 1);
-    const last = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T2, create: false, wifiRequired: false });
+    const last = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
     expect(last.secrets.clusterToken).not.toBe(after.secrets.clusterToken);
     expect(last.secrets.nodePasswordSeed).not.toBe(after.secrets.nodePasswordSeed);
   });
@@ -346,18 +341,13 @@ describe('recipients', () => {
       expect(added.recipients).toHaveLength(2);
       expect(await readRecipients(fx.dir)).toContain(mateInit.recipient);
 
-      const mine = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T2, create: false, wifiRequired: false });
-      const theirs = await loadOrCreateSecrets(fx.dir, CLUSTER, {
-        env: { ...fx.env, PI_IMAGE_AGE_KEY_FILE: mate.keyPath },
-        now: T2,
-        create: false,
-        wifiRequired: false,
-      });
+      const mine = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
+      const theirs = await loadSecrets(fx.dir, CLUSTER, { env: { ...fx.env, PI_IMAGE_AGE_KEY_FILE: mate.keyPath }, wifiRequired: false });
       expect(theirs.secrets).toEqual(mine.secrets);
 
       // a later rotation by the teammate still encrypts to the owner too
       await rotateSecret(fx.dir, CLUSTER, 'cluster-token', { env: { ...fx.env, PI_IMAGE_AGE_KEY_FILE: mate.keyPath }, now: T2 });
-      const again = await loadOrCreateSecrets(fx.dir, CLUSTER, { env: fx.env, now: T2, create: false, wifiRequired: false });
+      const again = await loadSecrets(fx.dir, CLUSTER, { env: fx.env, wifiRequired: false });
       expect(again.secrets.clusterToken).not.toBe(mine.secrets.clusterToken);
     } finally {
       mate.cleanup();
@@ -376,5 +366,46 @@ describe('recipients', () => {
     expect(e).toBeInstanceOf(InputError);
     expect(e.message).toMatch(/PRIVATE age key/);
     expect(allText(e)).not.toContain(priv);
+  });
+
+  it('adding a key that is listed already is a no-op: no re-encryption, no version bump', async () => {
+    await init();
+    const mate = await identityToRecipient(await generateIdentity());
+    const first = await addRecipient(fx.dir, CLUSTER, mate, { env: fx.env, now: T1 });
+    expect(first).toMatchObject({ added: true, version: 2 });
+    const age = readFileSync(secretsFilePath(fx.dir));
+    const listed = readFileSync(recipientsFilePath(fx.dir));
+    const again = await addRecipient(fx.dir, CLUSTER, mate, { env: fx.env, now: T2 });
+    expect(again).toMatchObject({ added: false, version: 2 });
+    expect(again.recipients).toContain(mate);
+    expect(readFileSync(secretsFilePath(fx.dir)).equals(age)).toBe(true);
+    expect(readFileSync(recipientsFilePath(fx.dir)).equals(listed)).toBe(true);
+    // the own key, listed by init, is a no-op too
+    const own = await addRecipient(fx.dir, CLUSTER, (await init()).recipient, { env: fx.env, now: T2 });
+    expect(own).toMatchObject({ added: false, version: 2 });
+  });
+});
+
+describe('the key inside a git work tree', () => {
+  it('init warns when the key file lies in a work tree that does not ignore it, and not once it is ignored', async () => {
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('git', ['init', '-q', fx.root]);
+    const keyFile = join(fx.root, 'team-key.txt');
+    const env = { ...fx.env, PI_IMAGE_AGE_KEY_FILE: keyFile };
+    const r = await initSecrets(fx.dir, CLUSTER, { env, now: T0 });
+    expect(r.keyCreated).toBe(true);
+    const warning = r.warnings.find((w) => w.includes('git work tree'));
+    expect(warning).toContain(keyFile);
+    expect(warning).toContain('.gitignore');
+    writeFileSync(join(fx.root, '.gitignore'), 'team-key.txt\n');
+    const again = await initSecrets(fx.dir, CLUSTER, { env, now: T1 });
+    expect(again.warnings.filter((w) => w.includes('git work tree'))).toEqual([]);
+    // the default key location, outside any work tree, gives no such warning
+    const plain = makeSecretsFixture();
+    try {
+      expect((await initSecrets(plain.dir, CLUSTER, { env: plain.env, now: T0 })).warnings).toEqual([]);
+    } finally {
+      plain.cleanup();
+    }
   });
 });

@@ -289,3 +289,13 @@ export function validateInventory(files: readonly InventoryFileText[], opts: Val
   if (errors.length === 0 && cluster) result.inventory = buildInventory(cluster, nodes, opts.dir);
   return result;
 }
+
+/**
+ * Stages 1 and 2 for cluster.yaml alone: what commands that need only the cluster settings (the
+ * secrets commands: cluster name, whether Wi-Fi is configured) read, so they work while node files
+ * are still missing or being fixed.
+ */
+export function validateClusterFile(file: InventoryFileText): { cluster?: ClusterFile; errors: Diagnostic[] } {
+  const r = parseFile(file, clusterFileSchema);
+  return r.data && r.errors.length === 0 ? { cluster: r.data, errors: [] } : { errors: sortDiagnostics(r.errors) };
+}
