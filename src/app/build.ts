@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
-import { cacheDir, cachedImagePath, readCacheRecord } from '../adapters/download.js';
+import { cacheDir, cachedImagePath, readCacheRecord, trustedSha256 } from '../adapters/image-cache.js';
+import { decompressCommand, sniffCompression } from '../adapters/decompress.js';
 import { type Ext4Op, hasUserconfPi, requireCloudInit } from '../adapters/ext4.js';
 import { fatReadText } from '../adapters/fat.js';
 import {
@@ -45,6 +46,8 @@ export interface BuildOptions {
   compress: 'none' | 'xz' | 'zstd';
   jobs: number;
   dryRun: boolean;
+  /** hash a cached base even while its size, mtime and inode match its record (default: trust it) */
+  verifyBase?: boolean;
   env: NodeJS.ProcessEnv;
   cwd: string;
   now: Date;
@@ -82,9 +85,9 @@ function sha256(data: string | Buffer): string {
 }
 
 /** Resolves --base: an existing file path, else a catalogue name in the cache. */
-async function resolveBase(opts: BuildOptions): Promise<{ name: string; path: string; sha256?: string }> {
+async function resolveBase(opts: BuildOptions): Promise<{ name: string; path: string; sha256?: string; trusted?: string }> {
   const wanted = opts.base ?? opts.inventory.cluster.baseImage;
-  const looksLikePath = wanted.includes('/') || /\.img$/.test(wanted);
+  const looksLikePath = wanted.includes('/') || /\.(img|xz|zst|zstd|gz)$/i.test(wanted);
   if (looksLikePath) {
     const p = isAbsolute(wanted) ? wanted : resolve(opts.cwd, wanted);
     try {
@@ -93,6 +96,13 @@ async function resolveBase(opts: BuildOptions): Promise<{ name: string; path: st
     } catch (e) {
       if (e instanceof InputError) throw e;
       throw new InputError(`base image ${wanted} does not exist`, { hint: 'pass --base PATH to a raw .img, or a catalogue name (pi-image images list)' });
+    }
+    const { compression } = await sniffCompression(p);
+    if (compression !== 'none') {
+      const name = basename(p).replace(/\.(img\.)?(xz|zst|zstd|gz)$/i, '').toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+/, '') || 'my-base';
+      throw new InputError(`--base ${wanted} is ${compression}-compressed; build reads a raw image`, {
+        hint: `decompress it into the image cache once: pi-image images import ${wanted} --name ${name}, then build with --base ${name} (or image: ${name} in cluster.yaml); or decompress it yourself: ${decompressCommand(compression, wanted)}`,
+      });
     }
     return { name: basename(p), path: p };
   }
@@ -104,7 +114,8 @@ async function resolveBase(opts: BuildOptions): Promise<{ name: string; path: st
     });
   }
   const record = await readCacheRecord(dir, wanted);
-  return record ? { name: wanted, path, sha256: record.sha256 } : { name: wanted, path };
+  const trusted = await trustedSha256(dir, wanted);
+  return record ? { name: wanted, path, sha256: record.sha256, ...(trusted ? { trusted } : {}) } : { name: wanted, path };
 }
 
 async function listHostFiles(dir: string, filter: (name: string) => boolean): Promise<HostFile[]> {
@@ -379,11 +390,13 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
   await ensureFreeSpace(opts.outDir, buildSpaceNeeded(perNode, plans.length, jobs, opts.compress), `building ${plans.length} image(s)`);
 
   // The base is hashed while the first node is copied: a --base path has no recorded sha256, and a
-  // cached base is re-verified against the one recorded when it was fetched. No image is renamed
-  // into place before this check has passed.
+  // cached base whose file changed (size, mtime or inode differ from its record), or any cached
+  // base with --verify-base, is re-verified against the sha256 recorded when it was fetched. No
+  // image is renamed into place before this check has passed. An unchanged cached base is trusted.
   const stop = new AbortController();
   setMaxListeners(0, stop.signal); // one listener per running hash: payload files, base, images
-  const baseInfo = fileSha256(base.path, undefined, stop.signal).then((digest) => {
+  const baseDigest = base.trusted !== undefined && opts.verifyBase !== true ? Promise.resolve(base.trusted) : fileSha256(base.path, undefined, stop.signal);
+  const baseInfo = baseDigest.then((digest) => {
     if (base.sha256 !== undefined && digest !== base.sha256) {
       throw new IoError(`cached base image ${base.name} (${base.path}) has changed since it was fetched: sha256 ${digest.slice(0, 12)}… ≠ recorded ${base.sha256.slice(0, 12)}…`, {
         hint: `fetch it again: pi-image images fetch ${base.name} --force (or import it again)`,

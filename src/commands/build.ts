@@ -19,6 +19,7 @@ interface BuildArgs extends GlobalArgs {
   compress: 'none' | 'xz' | 'zstd';
   jobs: number;
   'dry-run': boolean;
+  'verify-base': boolean;
 }
 
 export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
@@ -34,6 +35,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       .option('compress', { choices: ['none', 'xz', 'zstd'] as const, default: 'none' as const, describe: 'compress the images' })
       .option('jobs', { alias: 'j', type: 'string', default: '2', coerce: wholeNumber('--jobs', 1, 64), describe: 'nodes baked in parallel' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan, write nothing' })
+      .option('verify-base', { type: 'boolean', default: false, describe: 're-hash the cached base even when its file is unchanged since it was hashed' })
       .example('$0 build pi-cluster-4', 'one image from the cached base')
       .example('$0 build --all --base ./raspios.img --compress zstd', 'every node, offline base, compressed'),
   handler: async (argv) => {
@@ -60,6 +62,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
         compress: argv.compress,
         jobs: argv.jobs,
         dryRun: argv['dry-run'],
+        verifyBase: argv['verify-base'],
         env: out.env,
         cwd: out.cwd,
         now: new Date(),

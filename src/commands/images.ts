@@ -5,26 +5,19 @@
  *   import <file> --name N    copy/decompress a local image into the cache, recording its sha256
  *   verify [name]             re-hash cached images (exit 1 when one does not match)
  */
-import { isAbsolute, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { printJson, type Io } from '../app/io.js';
-import { EXIT_CODES } from '../core/errors.js';
-import type { CatalogueEntry } from '../core/catalogue.js';
-import { loadCatalogue, loadCatalogueEntry } from '../adapters/catalogue-files.js';
-import { createProgress } from '../adapters/progress.js';
 import {
-  cacheDir,
-  cachedImagePath,
-  fetchImage,
-  importImage,
-  listCachedImages,
-  readCacheRecord,
-  verifyCachedImage,
-  type CacheRecord,
+  type ImagesOptions,
   type Progress,
-  type VerifyResult,
-} from '../adapters/download.js';
-import { formatBytes } from '../adapters/image-files.js';
+  createProgress,
+  formatBytes,
+  runImagesFetch,
+  runImagesImport,
+  runImagesList,
+  runImagesVerify,
+} from '../app/images.js';
+import { EXIT_CODES } from '../core/errors.js';
 import { type GlobalArgs, io, setExitCode } from './context.js';
 
 export const DEFAULT_BASE_IMAGE = 'raspios-lite-arm64-trixie';
@@ -33,9 +26,8 @@ interface ImagesArgs extends GlobalArgs {
   cache?: string;
 }
 
-function cachePath(argv: ImagesArgs, out: Io): string {
-  if (argv.cache !== undefined) return isAbsolute(argv.cache) ? argv.cache : resolve(out.cwd, argv.cache);
-  return cacheDir(out.env);
+function options(argv: ImagesArgs, out: Io, onProgress?: (p: Progress) => void): ImagesOptions {
+  return { env: out.env, cwd: out.cwd, ...(argv.cache === undefined ? {} : { cache: argv.cache }), ...(onProgress ? { onProgress } : {}) };
 }
 
 /** A bar per phase (download, decompress, hash) on a terminal; in logs a line every 10 % or 15 s. */
@@ -57,36 +49,22 @@ const listCommand: CommandModule<GlobalArgs, ImagesArgs> = {
   builder: (y) => withCache(y),
   handler: async (argv) => {
     const out = io();
-    const dir = cachePath(argv, out);
-    const entries = await loadCatalogue();
-    const cached = await listCachedImages(dir);
-    const rows = [
-      ...entries.map((e) => row(e.name, e, cached.find((c) => c.name === e.name))),
-      ...cached.filter((c) => !entries.some((e) => e.name === c.name)).map((c) => row(c.name, undefined, c)),
-    ];
+    const r = await runImagesList(options(argv, out));
     if (argv.output === 'json') {
-      printJson(out, { cache: dir, images: rows });
+      printJson(out, r);
       return;
     }
-    out.out(`cache: ${dir}\n`);
-    for (const r of rows) {
-      const state = r.cached ? `cached ${formatBytes(r.size ?? 0)}${r.verifiedAt ? `, verified ${r.verifiedAt}` : ''}` : 'not cached';
-      out.out(`${r.name.padEnd(32)} ${(r.release ?? '').padEnd(11)} ${state}${r.description ? `  ${r.description}` : ''}\n`);
+    out.out(`cache: ${r.cache}\n`);
+    for (const i of r.images) {
+      const state = i.cached
+        ? `cached ${formatBytes(i.size ?? 0)}${i.verifiedAt ? `, verified ${i.verifiedAt}` : ''}`
+        : i.missing
+          ? `not cached (recorded, but the image file is missing: run \`pi-image images ${i.catalogue ? 'fetch' : 'import FILE --name'} ${i.name}\`)`
+          : 'not cached';
+      out.out(`${i.name.padEnd(32)} ${(i.release ?? '').padEnd(11)} ${state}${i.description ? `  ${i.description}` : ''}\n`);
     }
   },
 };
-
-function row(name: string, e: CatalogueEntry | undefined, c: CacheRecord | undefined): Record<string, unknown> & { name: string; cached: boolean; size?: number; release?: string; verifiedAt?: string; description?: string } {
-  return {
-    name,
-    catalogue: e !== undefined,
-    ...(e?.description === undefined ? {} : { description: e.description }),
-    ...(e?.release === undefined ? {} : { release: e.release }),
-    ...(e === undefined ? {} : { url: e.url }),
-    cached: c !== undefined,
-    ...(c === undefined ? {} : { sha256: c.sha256, size: c.size, source: c.source, ...(c.verifiedAt ? { verifiedAt: c.verifiedAt } : {}) }),
-  };
-}
 
 interface FetchArgs extends ImagesArgs {
   name: string;
@@ -102,11 +80,11 @@ const fetchCommand: CommandModule<GlobalArgs, FetchArgs> = {
       .option('force', { type: 'boolean', default: false, describe: 'download again even if cached' }) as unknown as Argv<FetchArgs>,
   handler: async (argv) => {
     const out = io();
-    const entry = await loadCatalogueEntry(argv.name);
     const bar = progressOf(out);
     let got;
+    let entry;
     try {
-      got = await fetchImage(entry, { cacheDir: cachePath(argv, out), force: argv.force, onProgress: bar.onProgress });
+      ({ image: got, entry } = await runImagesFetch({ ...options(argv, out, bar.onProgress), name: argv.name, force: argv.force }));
       bar.done();
     } finally {
       bar.stop();
@@ -141,10 +119,11 @@ const importCommand: CommandModule<GlobalArgs, ImportArgs> = {
     const bar = progressOf(out);
     let got;
     try {
-      got = await importImage(resolve(out.cwd, argv.file), argv.name, {
-        cacheDir: cachePath(argv, out),
-        onProgress: bar.onProgress,
-        ...(argv.sha256 === undefined ? {} : { expectedSha256: argv.sha256.toLowerCase() }),
+      got = await runImagesImport({
+        ...options(argv, out, bar.onProgress),
+        file: argv.file,
+        name: argv.name,
+        ...(argv.sha256 === undefined ? {} : { sha256: argv.sha256 }),
       });
       bar.done();
     } finally {
@@ -169,35 +148,34 @@ const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
     withCache(y).positional('name', { type: 'string', describe: 'image name (default: every cached image)' }) as unknown as Argv<VerifyArgs>,
   handler: async (argv) => {
     const out = io();
-    const dir = cachePath(argv, out);
-    const names = argv.name !== undefined ? [argv.name] : (await listCachedImages(dir)).map((r) => r.name);
-    const catalogue = await loadCatalogue();
-    const results: VerifyResult[] = [];
-    for (const name of names) {
-      const entry = catalogue.find((e) => e.name === name);
-      if (argv.name !== undefined && entry === undefined && (await readCacheRecord(dir, name)) === undefined) {
-        await loadCatalogueEntry(name); // throws "not in the catalogue" with the known names
-      }
-      const bar = progressOf(out);
-      try {
-        results.push(await verifyCachedImage(name, entry, { cacheDir: dir, onProgress: bar.onProgress }));
-        bar.done();
-      } finally {
-        bar.stop();
-      }
+    let bar: ReturnType<typeof progressOf> | undefined;
+    let r;
+    try {
+      r = await runImagesVerify({
+        ...options(argv, out, (p) => bar?.onProgress(p)),
+        ...(argv.name === undefined ? {} : { name: argv.name }),
+        onStart: () => {
+          bar = progressOf(out);
+        },
+        onDone: () => {
+          bar?.done();
+          bar?.stop();
+          bar = undefined;
+        },
+      });
+    } finally {
+      bar?.stop();
     }
-    const ok = results.every((r) => r.ok);
-    if (!ok) setExitCode(EXIT_CODES.checkFailed);
+    if (!r.ok) setExitCode(EXIT_CODES.checkFailed);
     if (argv.output === 'json') {
-      printJson(out, { ok, images: results });
+      printJson(out, { ok: r.ok, images: r.images });
       return;
     }
-    if (results.length === 0) out.out(`no cached images in ${dir}\n`);
-    for (const r of results) {
-      out.out(`${r.ok ? 'ok  ' : 'FAIL'} ${r.name} sha256 ${r.sha256 || '-'} (${r.expectedFrom})\n`);
-      for (const p of r.problems) out.out(`     ${p}\n`);
-      const path = r.ok ? await cachedImagePath(dir, r.name) : undefined;
-      if (path !== undefined && argv.verbose) out.out(`     ${path}\n`);
+    if (r.images.length === 0) out.out(`no cached images in ${r.cache}\n`);
+    for (const i of r.images) {
+      out.out(`${i.ok ? 'ok  ' : 'FAIL'} ${i.name} sha256 ${i.sha256 || '-'} (${i.expectedFrom})\n`);
+      for (const p of i.problems) out.out(`     ${p}\n`);
+      if (i.ok && argv.verbose) out.out(`     ${i.path}\n`);
     }
   },
 };

@@ -3,7 +3,7 @@ import { parseExt4Superblock, parseFatBootSector, parseMbr, partuuid } from '../
 import { buildDebugfsScript, ext4Path, parents, parseStats } from '../../src/adapters/ext4.js';
 import { fatPath } from '../../src/adapters/fat.js';
 import { installHint, run, trimStderr } from '../../src/adapters/process.js';
-import { cacheDir } from '../../src/adapters/download.js';
+import { cacheDir } from '../../src/adapters/image-cache.js';
 import { EnvironmentError, InputError, IoError } from '../../src/core/errors.js';
 
 function mbr(entries: { type: number; start: number; sectors: number }[], diskId = 0x6c586e13): Buffer {
