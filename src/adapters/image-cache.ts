@@ -31,7 +31,8 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env, home: string = ho
 /** Size, mtime and inode of a file: while they are unchanged, its recorded sha256 is trusted. */
 export interface FileIdentity {
   size: number;
-  mtimeMs: number;
+  /** modification time in nanoseconds since the epoch (decimal string: exact, unlike a float) */
+  mtimeNs: string;
   ino: number;
 }
 
@@ -129,15 +130,15 @@ export async function writeCacheRecord(dir: string, record: CacheRecord): Promis
 /** The identity of a file (size, mtime, inode); undefined when it does not exist. */
 export async function fileIdentity(path: string): Promise<FileIdentity | undefined> {
   try {
-    const st = await stat(path);
-    return st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino } : undefined;
+    const st = await stat(path, { bigint: true });
+    return st.isFile() ? { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino) } : undefined;
   } catch {
     return undefined;
   }
 }
 
 function sameIdentity(a: FileIdentity | undefined, b: FileIdentity | undefined): boolean {
-  return a !== undefined && b !== undefined && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
+  return a !== undefined && b !== undefined && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ino === b.ino;
 }
 
 /** Cached images (those with a sidecar), by name. */

@@ -162,24 +162,36 @@ describe('pi-image build', () => {
   });
 
   it('builds from the cache by name, and refuses a cached base whose contents changed since it was fetched', async () => {
-    const imported = await cli(['images', 'import', base.path, '--name', 'raspios-lite-arm64-trixie'], { cwd: inv.root, env });
+    // a test base under its own name: a catalogue name would keep the catalogue's sha256 check
+    const imported = await cli(['images', 'import', base.path, '--name', 'test-base'], { cwd: inv.root, env });
     expect(imported.code, imported.stderr).toBe(0);
     const out = join(inv.root, 'out-cache');
-    const ok = await build(['pi-cluster-2', '--build-dir', out]);
+    const ok = await build(['pi-cluster-2', '--base', 'test-base', '--build-dir', out]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(readFileSync(join(out, 'pi-cluster-2.json'), 'utf8')).base.sha256).toBe(baseSha);
 
     // flip one byte in the cached copy (same size, so only a re-hash can tell)
-    const cached = join(env.PI_IMAGE_CACHE!, 'images', 'raspios-lite-arm64-trixie.img');
+    const cached = join(env.PI_IMAGE_CACHE!, 'images', 'test-base.img');
     const fd = openSync(cached, 'r+');
     writeSync(fd, Buffer.from([0x42]), 0, 1, base.rootOffset + 4096 * 3 + 17);
     closeSync(fd);
     const out2 = join(inv.root, 'out-cache-changed');
-    const bad = await build(['pi-cluster-2', '--build-dir', out2]);
+    const bad = await build(['pi-cluster-2', '--base', 'test-base', '--build-dir', out2]);
     expect(bad.code).toBe(4);
     expect(bad.stderr).toContain('has changed since it was fetched');
-    expect(bad.stderr).toContain('pi-image images fetch raspios-lite-arm64-trixie --force');
+    expect(bad.stderr).toContain('pi-image images fetch test-base --force');
     expect(existsSync(out2) ? readdirSync(out2) : []).toEqual([]);
+
+    // with the recorded size, mtime and inode restored, the recorded sha256 is trusted (no re-hash);
+    // --verify-base re-hashes all the same and refuses it
+    const record = JSON.parse(readFileSync(join(env.PI_IMAGE_CACHE!, 'images', 'test-base.json'), 'utf8')) as { file: { mtimeNs: string } };
+    const ns = BigInt(record.file.mtimeNs);
+    await execa('touch', ['-m', '-d', `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`, cached]);
+    const trusted = await build(['pi-cluster-2', '--base', 'test-base', '--build-dir', join(inv.root, 'out-cache-trusted')]);
+    expect(trusted.code, trusted.stderr).toBe(0);
+    const verified = await build(['pi-cluster-2', '--base', 'test-base', '--verify-base', '--build-dir', join(inv.root, 'out-cache-verified')]);
+    expect(verified.code).toBe(4);
+    expect(verified.stderr).toContain('has changed since it was fetched');
   });
 
   it('--dry-run prints the plan and writes nothing', async () => {
