@@ -5,7 +5,7 @@
  * for a running k3s cluster.
  *
  * No fs, no clock, no randomness: new values and `now` come in as arguments
- * (src/adapters/secrets.ts generates them and does the age encryption).
+ * (src/app/secrets.ts generates them; src/adapters/secrets-file.ts does the age encryption).
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
