@@ -2,7 +2,7 @@
  * `pi-image secrets …` run in-process (runCli) against a temp inventory and a temp key home.
  * The central property: no secret value reaches stdout/stderr, except the one named by --reveal.
  */
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createKey } from '../../src/adapters/age-key.js';
@@ -163,6 +163,10 @@ describe('pi-image secrets', () => {
       expect((JSON.parse(list.stdout) as { recipients: string[] }).recipients).toContain(key.recipient);
       const asMate = await ok(['secrets', 'show', '-o', 'json'], { env: { ...fx.env, PI_IMAGE_AGE_KEY_FILE: key.path } });
       expect((JSON.parse(asMate.stdout) as { version: number }).version).toBe(2);
+      // adding the same key again changes nothing and says so
+      const again = await ok(['secrets', 'recipients', 'add', key.recipient]);
+      expect(again.stdout).toMatch(/already listed.*\n.*stays at version 2/);
+      expect(again.stdout).not.toContain('re-encrypted');
     } finally {
       mate.cleanup();
     }
@@ -185,5 +189,15 @@ describe('pi-image secrets', () => {
     } finally {
       other.cleanup();
     }
+  });
+
+  it('reads cluster.yaml through the validator: a schema error is exit 2 naming file and field; node files are not needed', async () => {
+    writeFileSync(join(fx.dir, 'cluster.yaml'), readFileSync(join(fx.dir, 'cluster.yaml'), 'utf8').replace(/^name: .*$/m, 'name: Pi_Cluster'));
+    const r = await runSecretsCli(fx, ['secrets', 'init']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/cluster\.yaml:\d+:\d+ name/);
+    expect(r.stderr).toContain('not a valid hostname');
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(fx.keyPath)).toBe(false);
   });
 });
