@@ -192,7 +192,7 @@ describe('pi-image build', () => {
     const verified = await build(['pi-cluster-2', '--base', 'test-base', '--verify-base', '--build-dir', join(inv.root, 'out-cache-verified')]);
     expect(verified.code).toBe(4);
     expect(verified.stderr).toContain('has changed since it was fetched');
-  });
+   }, 300_000); // four builds of a node
 
   it('--dry-run prints the plan and writes nothing', async () => {
     const out = join(inv.root, 'out-dry');
