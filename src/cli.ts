@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 /**
  * pi-image command-line entry point. The ONE place where errors are caught and mapped to exit codes:
- *   0 ok · 1 a check failed (verify, boot-test, validate --strict) · 2 bad input · 3 environment
+ *   0 ok · 1 a check failed (verify, boot-test, diff found changes, images verify, a failed drill) · 2 bad input · 3 environment
  *   (missing tool, key, disk space) · 4 I/O or device · 5 cluster · 70 internal (printed with a stack)
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import yargs, { type Argv } from 'yargs';
+import yargs, { type Argv, type CommandModule, type MiddlewareFunction } from 'yargs';
 import { type Io, processIo } from './app/io.js';
 import { toolVersion } from './app/version.js';
 import { resetSecretValuesSeen, secretValuesSeen } from './adapters/secret-values.js';
@@ -15,7 +15,11 @@ import { installInterruptHandlers } from './adapters/terminal.js';
 import { EXIT_CODES, IoError, PiImageError } from './core/errors.js';
 import { errorJson, wantsJson } from './core/error-json.js';
 import { commandsFor } from './commands/index.js';
-import { getExitCode, setIo } from './commands/context.js';
+import type { RunContext } from './commands/context.js';
+import { lastValueWins } from './core/last-value.js';
+import { systemClock } from './adapters/clock.js';
+import type { Clock } from './core/clock.js';
+import { DEFAULT_INVENTORY_DIR } from './core/defaults.js';
 import { completeWords } from './commands/completion.js';
 import { COMPLETION_KEY } from './core/completion.js';
 
@@ -86,6 +90,8 @@ function causes(error: unknown): string[] {
  */
 function report(io: Io, thrown: unknown, opts: { json: boolean; verbose: boolean }): number {
   const error = systemError(thrown) ?? thrown;
+  // a command that printed its report (verify, diff, validate …) only sets the exit code
+  if (error instanceof PiImageError && error.reported) return error.exitCode;
   const because = opts.verbose ? causes(error) : [];
   if (opts.json) {
     const doc = errorJson(error);
@@ -105,8 +111,52 @@ function report(io: Io, thrown: unknown, opts: { json: boolean; verbose: boolean
   return EXIT_CODES.internal;
 }
 
+/**
+ * The yargs parser of pi-image with its global options, the last-value-wins middleware and the
+ * given commands. Exported for tests that inspect parsing (tests/unit/cli-repeated-flags.test.ts).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function createParser(argv: readonly string[], cmds: CommandModule<any, any>[]): Argv {
+  return yargs([...argv])
+    .scriptName('pi-image')
+    .usage('$0 <command> [options]\n\nTurn a cluster inventory into self-provisioning Raspberry Pi OS images for k3s.')
+    .option('inventory', {
+      alias: 'i',
+      type: 'string',
+      default: DEFAULT_INVENTORY_DIR,
+      describe: 'inventory directory (cluster.yaml + one <hostname>.yaml per node)',
+      global: true,
+    })
+    .option('output', {
+      alias: 'o',
+      choices: ['text', 'json'] as const,
+      default: 'text' as const,
+      describe: 'output format',
+      global: true,
+    })
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'more detail: the causes of an error (the failing tool\'s own message), extra columns where a command has them', global: true })
+    // last value wins for every option of every command (src/core/last-value.ts)
+    .middleware(lastValueWins as unknown as MiddlewareFunction, true)
+    .command(cmds)
+    .demandCommand(1, 'pi-image needs a command')
+    .strict()
+    .recommendCommands()
+    .version(toolVersion())
+    .alias('version', 'V')
+    .help()
+    .alias('help', 'h')
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .exitProcess(false)
+    .fail((msg, err) => {
+      // yargs calls this for usage problems (msg set; err set when a .check() threw) and for errors
+      // thrown by command handlers (msg null). Only the latter may be internal errors.
+      if (err instanceof PiImageError || (err && !msg)) throw err;
+      throw new UsageError(msg ?? String(err));
+    }) as unknown as Argv;
+}
+
 /** Runs the CLI with the given arguments; resolves to the exit code. Never calls process.exit. */
-export async function runCli(argv: readonly string[], rawIo: Io = processIo()): Promise<number> {
+export async function runCli(argv: readonly string[], rawIo: Io = processIo(), clock: Clock = systemClock): Promise<number> {
   // Last line of defence: any secret value this run decrypted is masked in everything it prints.
   resetSecretValuesSeen();
   const mask = (t: string) => {
@@ -124,54 +174,21 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo()): 
     },
     err: (t) => rawIo.err(mask(t)),
   };
-  setIo(io);
+  const ctx: RunContext = { io, clock };
   let exitCode: number;
-  const parser = yargs([...argv])
-    .scriptName('pi-image')
-    .usage('$0 <command> [options]\n\nTurn a cluster inventory into self-provisioning Raspberry Pi OS images for k3s.')
-    .option('inventory', {
-      alias: 'i',
-      type: 'string',
-      default: 'nodes',
-      describe: 'inventory directory (cluster.yaml + one <hostname>.yaml per node)',
-      global: true,
-    })
-    .option('output', {
-      alias: 'o',
-      choices: ['text', 'json'] as const,
-      default: 'text' as const,
-      describe: 'output format',
-      global: true,
-    })
-    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'more detail: the causes of an error (the failing tool\'s own message), extra columns where a command has them', global: true })
-    .command(await commandsFor(completionWords(argv).length ? completionWords(argv).slice(1) : argv))
+  const parser = createParser(argv, await commandsFor(completionWords(argv).length ? completionWords(argv).slice(1) : argv))
     // answers `--get-yargs-completions` for the scripts of `pi-image completion` (hidden command)
-    .completion('__complete', false, completeWords(io.cwd, completionWords(argv)))
-    .demandCommand(1, 'pi-image needs a command')
-    .strict()
-    .recommendCommands()
-    .version(toolVersion())
-    .alias('version', 'V')
-    .help()
-    .alias('help', 'h')
-    .wrap(Math.min(110, process.stdout.columns ?? 100))
-    .exitProcess(false)
-    .fail((msg, err) => {
-      // yargs calls this for usage problems (msg set; err set when a .check() threw) and for errors
-      // thrown by command handlers (msg null). Only the latter may be internal errors.
-      if (err instanceof PiImageError || (err && !msg)) throw err;
-      throw new UsageError(msg ?? String(err));
-    });
+    .completion('__complete', false, completeWords(io.cwd, completionWords(argv)));
 
   kubectlStyleExamples(parser);
   try {
     let printed = '';
-    // no arguments at all: the help, as kubectl and git do (exit 0)
-    await parser.parseAsync(argv.length === 0 ? ['--help'] : [...argv], {}, (_err, _argv, output) => {
+    // no arguments at all: the help, as kubectl and git do (exit 0); the run context reaches every handler as argv.ctx
+    await parser.parseAsync(argv.length === 0 ? ['--help'] : [...argv], { ctx }, (_err, _argv, output) => {
       printed = output;
     });
     if (printed) io.out(printed.endsWith('\n') ? printed : `${printed}\n`);
-    exitCode = getExitCode();
+    exitCode = EXIT_CODES.ok;
   } catch (error) {
     exitCode = report(io, error, { json: wantsJson(argv) && !wroteStdout, verbose: argv.some((a) => a === '-v' || a === '--verbose' || /^-[a-zA-Z]*v[a-zA-Z]*$/.test(a)) });
   }

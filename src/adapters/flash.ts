@@ -19,8 +19,8 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
-import { z } from 'zod';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import type { BuildRecord } from '../core/build-record.js';
 import { InputError, IoError } from '../core/errors.js';
 import { flushBuffers } from './blockdev.js';
 import { ext4ReadFile } from './ext4.js';
@@ -31,52 +31,6 @@ import { spawnStream } from './process.js';
 export const MiB = 1024 * 1024;
 /** bytes written last (MBR, partition table and the start of the boot partition) */
 export const HEAD_BYTES = MiB;
-
-/**
- * The parts of the build record (`build/images/<node>.json`, see BuildRecord in src/app/build.ts)
- * that flash uses. Files holding secrets carry no plain sha256 (only an HMAC digest): flash compares
- * those with the image's own copy instead.
- */
-const recordSchema = z.object({
-  node: z.string(),
-  image: z.object({ path: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().nonnegative() }),
-  files: z.array(
-    z.object({
-      target: z.enum(['boot', 'root']),
-      path: z.string(),
-      sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
-      /** "0644" as build writes it, or a number */
-      mode: z.union([z.number().int(), z.string().regex(/^0?[0-7]{3,4}$/).transform((m) => Number.parseInt(m, 8))]),
-    }),
-  ),
-});
-/** `build/images/<node>.json`, written by `pi-image build` next to the image. */
-export type BuildRecord = z.infer<typeof recordSchema>;
-
-/** Reads a build record; undefined when the file does not exist. */
-export async function readBuildRecord(path: string): Promise<BuildRecord | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new IoError(`cannot read build record ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    throw new InputError(`build record ${path} is not valid JSON: ${(err as Error).message}`, { hint: 'rebuild the image with `pi-image build`', cause: err });
-  }
-  const r = recordSchema.safeParse(data);
-  if (!r.success) {
-    throw new InputError(`build record ${path} is malformed`, {
-      details: r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
-      hint: 'rebuild the image with `pi-image build`',
-    });
-  }
-  return r.data;
-}
 
 export interface FlashProgress {
   phase: 'write' | 'verify';

@@ -23,6 +23,7 @@ import { netbootCmdline, netbootFstab, type NetbootNodePlan, type NetbootPlan } 
 import { fatListAll, fatReadFile } from './fat.js';
 import { inspectImage, type ImageLayout } from './partitions.js';
 import { run, runBuffer } from './process.js';
+import { atomicWriteFile } from './atomic-write.js';
 
 const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1' };
 
@@ -327,12 +328,6 @@ export async function removeStaleStaging(root: string): Promise<string[]> {
   return removed;
 }
 
-async function writeFileAtomic(path: string, contents: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, contents, { mode: 0o644 });
-  await rename(tmp, path);
-}
 
 // ── per node ─────────────────────────────────────────────────────────────────────────────────────
 
@@ -417,7 +412,7 @@ export async function writeSharedFiles(plan: NetbootPlan): Promise<string[]> {
     [join(plan.root, 'exports'), plan.files.exports],
     [join(plan.root, 'EEPROM.md'), plan.files.eeprom],
   ] as const;
-  for (const [p, c] of files) await writeFileAtomic(p, c);
+  for (const [p, c] of files) await atomicWriteFile(p, c);
   return files.map(([p]) => p);
 }
 

@@ -4,18 +4,20 @@
  * snapshot=on: the file is never modified.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { makeScratchDisk, startVm, type StartVmOptions, type Vm, vmExec } from '../adapters/qemu.js';
 import { type BootExpectations, evaluateBoot, parseProbe, probeScript } from '../core/boottest.js';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
+import { findNode } from '../core/node-selection.js';
 import type { Inventory, NodeModel } from '../core/model.js';
 import { k3sDataDir } from '../core/render/k3s.js';
 import { NODE_PATHS } from '../core/render/paths.js';
 import type { CheckResult } from '../core/verify/checks.js';
-import { type BuildRecord, recordPath } from './build.js';
+import { readBuildRecord, recordPath, recordPathForImage } from '../adapters/build-record.js';
+import type { BuildRecord } from '../core/build-record.js';
 import { renderInventory } from './render.js';
 
 export interface BootTestOptions {
@@ -54,14 +56,6 @@ export interface BootTestResult {
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-
-async function readRecord(path: string): Promise<BuildRecord | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as BuildRecord;
-  } catch {
-    return undefined;
-  }
-}
 
 function identityPath(opts: BootTestOptions): string {
   const given = opts.identity ?? opts.env.PI_IMAGE_SSH_KEY;
@@ -149,10 +143,7 @@ async function waitForLogin(vm: Vm, ssh: { user: string; identityFile: string },
 
 export async function bootTest(opts: BootTestOptions): Promise<BootTestResult> {
   const inv = opts.inventory;
-  const node = inv.nodes.find((n) => n.hostname === opts.node);
-  if (!node) {
-    throw new InputError(`${opts.node} is not in the inventory`, { hint: `known nodes: ${inv.nodes.map((n) => n.hostname).join(', ')}` });
-  }
+  const node = findNode(inv, opts.node);
   const image = opts.image ? (isAbsolute(opts.image) ? opts.image : join(opts.cwd, opts.image)) : join(opts.buildDir, `${node.hostname}.img`);
   try {
     await stat(image);
@@ -167,7 +158,7 @@ export async function bootTest(opts: BootTestOptions): Promise<BootTestResult> {
       hint: 'pass --identity FILE (or set $PI_IMAGE_SSH_KEY): the private key of one of admin.sshKeys in cluster.yaml',
     });
   }
-  const record = opts.image ? await readRecord(image.replace(/\.img$/, '.json')) : await readRecord(recordPath(opts.buildDir, node.hostname));
+  const record = opts.image ? await readBuildRecord(recordPathForImage(image)) : await readBuildRecord(recordPath(opts.buildDir, node.hostname));
   const { exp, stale } = await expectations(opts, node, record);
 
   const network = vmNetwork(inv, node);

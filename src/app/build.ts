@@ -31,7 +31,10 @@ import { type ImageLayout, inspectImage } from '../adapters/partitions.js';
 import { packagePath } from '../adapters/paths.js';
 import { run } from '../adapters/process.js';
 import { type BakePlan, buildSpaceNeeded, type HostFile, planBake } from '../core/bake.js';
+import { recordPath } from '../adapters/build-record.js';
+import { BUILD_RECORD_VERSION, type BuildRecord, serializeBuildRecord } from '../core/build-record.js';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
+import { assertKnownNodes } from '../core/node-selection.js';
 import type { Inventory, NodeFileSet, RenderedFile, Secrets } from '../core/model.js';
 import { transformCmdline } from '../core/render/cmdline.js';
 import { fileDigest, renderInventory } from './render.js';
@@ -56,23 +59,6 @@ export interface BuildOptions {
   onProgress?: (node: string, phase: string, fraction: number) => void;
   /** a line worth telling the operator (e.g. stale temp files removed) */
   onNote?: (message: string) => void;
-}
-
-export interface BuildRecord {
-  version: 1;
-  node: string;
-  role: string;
-  instanceId: string;
-  tool: { name: 'pi-image'; version: string };
-  builtAt: string;
-  base: { name: string; path: string; sha256: string; size: number };
-  inputs: { inventorySha256: string; templatesSha256: string; secretsVersion: number; secretsDigest: string };
-  image: { path: string; sha256: string; size: number; compress: string; rawSha256: string };
-  /**
-   * Every file pi-image put into the image. `sha256` for ordinary files; files holding secrets carry
-   * only `digest` (HMAC keyed by a cluster secret), so the record reveals nothing about them.
-   */
-  files: { target: 'boot' | 'root'; path: string; mode: string; bytes: number; secret: boolean; sha256?: string; digest: string }[];
 }
 
 export interface BuildResult {
@@ -230,7 +216,7 @@ async function bakeNode(
       }),
     );
   const makeRecord = async (finalPath: string, finalSize: number): Promise<BuildRecord> => ({
-    version: 1,
+    version: BUILD_RECORD_VERSION,
     node: plan.node,
     role: plan.role,
     instanceId: plan.instanceId,
@@ -262,7 +248,7 @@ async function bakeNode(
     mode: PRIVATE_FILE_MODE,
     beforeRename: async (tmp: string) => {
       record = await makeRecord(plan.output, (await stat(tmp)).size);
-      recordTmp = await writeTempFile(recordFile, `${JSON.stringify(record, null, 2)}\n`, 0o644);
+      recordTmp = await writeTempFile(recordFile, serializeBuildRecord(record), 0o644);
       await rm(recordFile, { force: true });
     },
     afterRename: async () => {
@@ -318,10 +304,6 @@ async function bakeNode(
   return record!;
 }
 
-export function recordPath(outDir: string, node: string): string {
-  return join(outDir, `${node}.json`);
-}
-
 type Limiter = <R>(task: () => Promise<R>) => Promise<R>;
 
 /** Runs the tasks given to it at most `n` at a time, in the order they arrive. */
@@ -343,12 +325,7 @@ function limiter(n: number): Limiter {
 
 export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
   const inv = opts.inventory;
-  const unknown = opts.nodes.filter((n) => !inv.nodes.some((m) => m.hostname === n));
-  if (unknown.length) {
-    throw new InputError(`${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not in the inventory`, {
-      hint: `known nodes: ${inv.nodes.map((n) => n.hostname).join(', ')} (add nodes/<hostname>.yaml to add one)`,
-    });
-  }
+  assertKnownNodes(inv, opts.nodes);
   const selected = opts.nodes.length ? opts.nodes : inv.nodes.map((n) => n.hostname);
 
   const { loaded, templates, sets } = await renderInventory(inv, { env: opts.env, now: opts.now, only: selected });

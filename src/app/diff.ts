@@ -6,7 +6,7 @@
  * pure work is in src/core/diff.ts.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { ext4ReadFile } from '../adapters/ext4.js';
 import { fatReadFile } from '../adapters/fat.js';
@@ -21,7 +21,6 @@ import {
   compareSecretsFromImage,
   compareSecretsFromRecord,
   contentDiff,
-  evidenceFolderName,
   type FileDiff,
   hashDiff,
   type MaskValue,
@@ -33,13 +32,14 @@ import {
   type SecretChange,
   secretsOfRole,
 } from '../core/diff.js';
-import { ClusterError, EnvironmentError, InputError, IoError } from '../core/errors.js';
+import { ClusterError, EnvironmentError, InputError } from '../core/errors.js';
 import type { Inventory, NodeFileSet, Secrets } from '../core/model.js';
-import { redact } from '../core/redact.js';
 import { transformCmdline } from '../core/render/cmdline.js';
 import { SECRET_NAMES, type SecretName } from '../core/secrets.js';
-import { atomicWriteFile } from './atomic.js';
-import { type BuildRecord, payloadInputs, recordPath } from './build.js';
+import { readBuildRecord, recordPath } from '../adapters/build-record.js';
+import { writeEvidenceFolder } from '../adapters/evidence.js';
+import type { BuildRecord, BuildRecordFile } from '../core/build-record.js';
+import { payloadInputs } from './build.js';
 import { displayPath } from './inventory.js';
 import { fileDigest, renderInventory } from './render.js';
 
@@ -68,26 +68,6 @@ const sha256 = (data: string | Uint8Array): string => createHash('sha256').updat
 
 /** Files that are diffed line by line when read back from the rootfs (the rest by hash). */
 const TEXT_PAYLOAD = /\.(ya?ml|json|sh|conf|txt)$/;
-
-async function readRecord(path: string): Promise<BuildRecord | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new IoError(`cannot read build record ${path}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause });
-  }
-  try {
-    const r = JSON.parse(text) as BuildRecord;
-    if (r.version !== 1 || !Array.isArray(r.files) || typeof r.instanceId !== 'string') throw new Error('unexpected shape');
-    return r;
-  } catch (cause) {
-    throw new InputError(`build record ${path} is not a pi-image build record (version 1)`, {
-      hint: 'rebuild the node with `pi-image build <node>` (it rewrites the record), or pass --build-dir pointing at the right directory',
-      cause,
-    });
-  }
-}
 
 async function isFile(path: string): Promise<boolean> {
   try {
@@ -137,7 +117,7 @@ interface NowFile {
   sha?: string;
 }
 
-type RecordFile = BuildRecord['files'][number];
+type RecordFile = BuildRecordFile;
 
 /** Every file of the record and of the build now (keyed `<target>:<path>`), paired up, record order first. */
 function* pairFiles(
@@ -164,7 +144,7 @@ async function diffNode(ctx: NodeContext): Promise<NodeDiff> {
   const show = (p: string) => displayPath(p, opts.cwd);
   const recPath = recordPath(opts.buildDir, set.node);
   const imgPath = join(opts.buildDir, `${set.node}.img`);
-  const record = await readRecord(recPath);
+  const record = await readBuildRecord(recPath);
   const nowValues = renderedSecretValues(model.role, model.hostname, secrets);
   for (const v of nowValues) ctx.seen.add(v.value);
   const names = secretsOfRole(model.role, Boolean(inv.cluster.wifi));
@@ -364,7 +344,7 @@ export async function diffCluster(opts: ClusterDiffOptions): Promise<ClusterDiff
 // ─── evidence ──────────────────────────────────────────────────────────────────────────────────
 
 /** docs/governance/reviews/, where review evidence goes unless --evidence says otherwise. */
-export const DEFAULT_EVIDENCE_DIR = join('docs', 'governance', 'reviews');
+export { DEFAULT_EVIDENCE_DIR } from '../core/defaults.js';
 
 export interface EvidenceFiles {
   patch: string;
@@ -376,32 +356,13 @@ export interface EvidenceFiles {
  * Writes `<dir>/<YYYY-MM-DD>-<name>[-N]/{diff.patch,summary.md,summary.json}` and returns the folder.
  * Everything passes through `redact` with every secret value seen, so no value can be written.
  */
-export async function writeEvidence(dir: string, name: string, now: Date, files: EvidenceFiles, secretValues: readonly string[]): Promise<string> {
-  try {
-    await mkdir(dir, { recursive: true });
-  } catch (cause) {
-    throw new IoError(`cannot create evidence directory ${dir}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, {
-      hint: 'pass --evidence DIR pointing at a writable directory',
-      cause,
-    });
-  }
-  const existing = new Set(await readdir(dir));
-  let folder: string | undefined;
-  while (folder === undefined) {
-    const candidate = evidenceFolderName(now, name, (f) => existing.has(f));
-    try {
-      await mkdir(join(dir, candidate));
-      folder = join(dir, candidate);
-    } catch (cause) {
-      if ((cause as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new IoError(`cannot create ${join(dir, candidate)}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause });
-      }
-      existing.add(candidate); // created meanwhile by someone else: take the next number
-    }
-  }
-  const clean = (text: string) => redact(text, secretValues);
-  await atomicWriteFile(join(folder, 'diff.patch'), clean(files.patch));
-  await atomicWriteFile(join(folder, 'summary.md'), clean(files.summaryMd));
-  await atomicWriteFile(join(folder, 'summary.json'), clean(`${JSON.stringify(files.summaryJson, null, 2)}\n`));
-  return folder;
+export async function writeDiffEvidence(dir: string, name: string, now: Date, files: EvidenceFiles, secretValues: readonly string[]): Promise<string> {
+  return writeEvidenceFolder({
+    root: dir,
+    name,
+    date: now,
+    files: { 'diff.patch': files.patch, 'summary.md': files.summaryMd, 'summary.json': `${JSON.stringify(files.summaryJson, null, 2)}\n` },
+    secretValues,
+    hint: 'pass --evidence DIR pointing at a writable directory',
+  });
 }

@@ -15,7 +15,7 @@ import { InputError, IoError } from '../core/errors.js';
 import { intToIpv4, parseCidr } from '../core/inventory/net.js';
 import type { ValidationResult } from '../core/inventory/validate.js';
 import { checkScaffoldOptions, defaultScaffoldOptions, planScaffold, type Scaffold, type ScaffoldOptions } from '../core/scaffold.js';
-import { atomicWriteFile } from './atomic.js';
+import { atomicWriteFile } from '../adapters/atomic-write.js';
 import { checkInventory, displayPath } from './inventory.js';
 
 export type InitAnswers = Partial<Omit<ScaffoldOptions, 'schemaDir' | 'sshKeys'>>;

@@ -14,16 +14,18 @@
  * node registers afresh, schedulable.
  */
 import { existsSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Node } from '@kubernetes/client-node';
 import { rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
 import { prepareFlashTarget } from './flash.js';
-import { type BuildRecord as FlashRecord, type FlashProgress, flashImage } from '../adapters/flash.js';
+import { type FlashProgress, flashImage } from '../adapters/flash.js';
 import { isRetryable, KubeApiError, type KubeTarget, takeSnapshot } from '../adapters/kube.js';
 import { deleteNode, deleteSecret, evictPod, listPodsOnNode, readNode, secretExists, setUnschedulable } from '../adapters/kube-drain.js';
 import { exportNode, writeSharedFiles } from '../adapters/netboot.js';
 import { ChecksFailedError, ClusterError, InputError, IoError, PiImageError } from '../core/errors.js';
+import type { Clock } from '../core/clock.js';
+import { findNode } from '../core/node-selection.js';
 import type { Inventory } from '../core/model.js';
 import { planNetboot } from '../core/netboot.js';
 import {
@@ -31,7 +33,6 @@ import {
   type DrainEvidence,
   drillVerdict,
   EVIDENCE_SCHEMA,
-  evidenceDirName,
   findClusterNode,
   type FlashEvidence,
   type NetbootEvidence,
@@ -56,8 +57,10 @@ import {
 import { type CheckResult, summarize } from '../core/verify/checks.js';
 import { formatDuration } from '../core/verify/duration.js';
 import { pollChecks } from '../core/verify/poll.js';
-import { atomicWriteFile } from './atomic.js';
-import { type BuildRecord, buildImages, recordPath } from './build.js';
+import { recordPath } from '../adapters/build-record.js';
+import { writeEvidenceFolder } from '../adapters/evidence.js';
+import type { BuildRecord } from '../core/build-record.js';
+import { buildImages } from './build.js';
 import { displayPath } from './inventory.js';
 
 export type RebuildTarget = { mode: 'device'; device: string; yes: boolean; allowLoop: boolean } | { mode: 'netboot'; root: string; server?: string };
@@ -85,9 +88,7 @@ export interface RebuildOptions {
   cwd: string;
 }
 
-export interface RebuildDeps {
-  now(): number;
-  sleep(ms: number): Promise<void>;
+export interface RebuildDeps extends Clock {
   /** one progress line (stderr) */
   log(line: string): void;
   /** the flash confirmation; undefined without a terminal */
@@ -105,15 +106,6 @@ export interface RebuildOutcome {
 /** Time for one API request outside the rejoin loop. */
 const API_TIMEOUT_MS = 15_000;
 
-/** The build record in the shape the flash adapter checks (secret files, which carry only an HMAC digest, are compared with the image). */
-export function flashRecordOf(r: BuildRecord): FlashRecord {
-  return {
-    node: r.node,
-    image: { path: r.image.path, sha256: r.image.sha256, size: r.image.size },
-    files: r.files.map((f) => ({ target: f.target, path: f.path, mode: Number.parseInt(f.mode, 8), ...(f.sha256 === undefined ? {} : { sha256: f.sha256 }) })),
-  };
-}
-
 /** The NFS server a node booted from before: `nfsroot=<server>:` in its exported cmdline.txt. */
 async function previousNetbootServer(root: string, serial: string): Promise<string | undefined> {
   try {
@@ -126,10 +118,7 @@ async function previousNetbootServer(root: string, serial: string): Promise<stri
 /** Checks that need no cluster and change nothing; throws InputError before the drill starts. */
 async function validate(opts: RebuildOptions): Promise<{ netbootServer?: string; device?: string }> {
   const inv = opts.inventory;
-  const node = inv.nodes.find((n) => n.hostname === opts.node);
-  if (!node) {
-    throw new InputError(`${opts.node} is not in the inventory ${inv.dir}`, { hint: `known nodes: ${inv.nodes.map((n) => n.hostname).join(', ')}` });
-  }
+  const node = findNode(inv, opts.node);
   if (node.clusterInit) {
     const others = inv.nodes.filter((n) => n.role === 'server' && n !== node).length;
     throw new InputError(`${node.hostname} is the cluster-init server: a reflashed one starts a NEW, empty cluster (new datastore, new CA) instead of rejoining`, {
@@ -339,7 +328,7 @@ export async function runRebuildDrill(opts: RebuildOptions, deps: RebuildDeps): 
           log,
         });
         deviceDescription = verdict.description;
-        const r = await flashImage({ image: built.image.path, device: verdict.device, verify: true, record: flashRecordOf(built), ...(deps.onFlashProgress ? { onProgress: deps.onFlashProgress } : {}) });
+        const r = await flashImage({ image: built.image.path, device: verdict.device, verify: true, record: built, ...(deps.onFlashProgress ? { onProgress: deps.onFlashProgress } : {}) });
         await rereadPartitionTable(verdict.device);
         const ev: FlashEvidence = {
           result: r.verify.result,
@@ -513,7 +502,7 @@ export async function runRebuildDrill(opts: RebuildOptions, deps: RebuildDeps): 
     cordonAtEnd,
     notes,
   };
-  const evidenceDir = await writeEvidence(opts.evidenceRoot, evidence);
+  const evidenceDir = await writeRebuildEvidence(opts.evidenceRoot, evidence);
   log(`evidence: ${displayPath(evidenceDir, opts.cwd)}/`);
   if (failure !== undefined) throw failure;
   return { evidence, evidenceDir };
@@ -581,15 +570,11 @@ async function drainNode(
 }
 
 /** Writes evidence.json + README.md into a new `<date>-rebuild-<node>` folder below root; returns the folder. */
-export async function writeEvidence(root: string, evidence: RebuildEvidence): Promise<string> {
-  let taken: string[] = [];
-  try {
-    taken = await readdir(root);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new IoError(`cannot read the evidence directory ${root}: ${(error as Error).message}`, { cause: error });
-  }
-  const dir = join(root, evidenceDirName(evidence.node, evidence.startedAt, taken));
-  await atomicWriteFile(join(dir, 'evidence.json'), renderEvidenceJson(evidence));
-  await atomicWriteFile(join(dir, 'README.md'), renderEvidenceMarkdown(evidence));
-  return dir;
+export async function writeRebuildEvidence(root: string, evidence: RebuildEvidence): Promise<string> {
+  return writeEvidenceFolder({
+    root,
+    name: `rebuild-${evidence.node}`,
+    date: new Date(evidence.startedAt),
+    files: { 'evidence.json': renderEvidenceJson(evidence), 'README.md': renderEvidenceMarkdown(evidence) },
+  });
 }

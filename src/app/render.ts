@@ -7,7 +7,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { loadTemplates } from '../adapters/templates.js';
-import { atomicWriteFile } from './atomic.js';
+import { atomicWriteFile } from '../adapters/atomic-write.js';
 import { type LoadedSecrets, loadSecrets } from './secrets.js';
 import { IoError } from '../core/errors.js';
 import type { Inventory, NodeFileSet, RenderedFile, Secrets } from '../core/model.js';

@@ -80,9 +80,9 @@ export interface SecretsPorts {
   readStdin?: (prompt: string) => Promise<string>;
 }
 
-export function secretsPorts(opts: { cwd?: string; readStdin?: (prompt: string) => Promise<string> } = {}): SecretsPorts {
+export function secretsPorts(opts: { cwd?: string; readStdin?: (prompt: string) => Promise<string>; now?: () => Date } = {}): SecretsPorts {
   return {
-    now: () => new Date(),
+    now: opts.now ?? (() => new Date()),
     clusterSettings: (dir) => loadClusterSettings(dir, opts.cwd === undefined ? {} : { cwd: opts.cwd }),
     keys: { load: loadKey, create: createKey, locate: resolveKeyLocation, trackedBy: unignoredInWorkTree },
     ...(opts.readStdin ? { readStdin: opts.readStdin } : {}),

@@ -11,7 +11,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { loadInventory, displayPath } from './inventory.js';
 import { IoError, InputError, PiImageError, InternalError } from '../core/errors.js';
-import { type Baseline, type CheckResult, type ClusterSnapshot, runChecks, summarize, unknownNodeNames } from '../core/verify/checks.js';
+import { type Baseline, type CheckResult, type ClusterSnapshot, runChecks, summarize } from '../core/verify/checks.js';
+import { assertKnownNodes } from '../core/node-selection.js';
 import { baselineFromManifests, type ManifestFile } from '../core/verify/baseline.js';
 import { formatDuration } from '../core/verify/duration.js';
 import { pollChecks } from '../core/verify/poll.js';
@@ -126,12 +127,7 @@ export async function runVerify(options: VerifyOptions, ports: VerifyPorts): Pro
 
   const inventory = await loadInventory(options.inventoryDir, { cwd: options.cwd });
   const only = [...options.nodes];
-  const unknown = unknownNodeNames(inventory, only);
-  if (unknown.length > 0) {
-    throw new InputError(`--node ${unknown.join(', ')}: not in the inventory ${options.inventoryDir}`, {
-      hint: `known nodes: ${inventory.nodes.map((n) => n.hostname).join(', ')}`,
-    });
-  }
+  assertKnownNodes(inventory, only);
   let baseline: Baseline | undefined;
   if (inventory.cluster.manifests && only.length === 0) {
     const dir = options.manifestsDir ? (isAbsolute(options.manifestsDir) ? options.manifestsDir : resolve(options.cwd, options.manifestsDir)) : undefined;

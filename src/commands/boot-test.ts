@@ -3,10 +3,12 @@ import type { CommandModule } from 'yargs';
 import { bootTest } from '../app/boottest.js';
 import { loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
-import { InputError } from '../core/errors.js';
+import { DEFAULT_BOOT_TEST_TIMEOUT } from '../core/defaults.js';
+import { ChecksFailedError, InputError } from '../core/errors.js';
+import { buildDirOption, identityOption } from './options.js';
 import { parseDuration } from '../core/verify/duration.js';
 import { renderTable } from '../core/verify/report.js';
-import { type GlobalArgs, io, setExitCode } from './context.js';
+import type { GlobalArgs } from './context.js';
 
 interface BootTestArgs extends GlobalArgs {
   node: string;
@@ -26,15 +28,15 @@ export const bootTestCommand: CommandModule<GlobalArgs, BootTestArgs> = {
     y
       .positional('node', { type: 'string', demandOption: true, describe: 'hostname from the inventory' })
       .option('image', { type: 'string', describe: 'image to boot (default: <build-dir>/<node>.img)' })
-      .option('build-dir', { type: 'string', default: join('build', 'images'), describe: 'where `pi-image build` wrote the images' })
-      .option('identity', { type: 'string', describe: 'private SSH key of an admin.sshKeys entry (default: $PI_IMAGE_SSH_KEY, ~/.ssh/id_ed25519)' })
+      .option('build-dir', buildDirOption('where `pi-image build` wrote the images'))
+      .option('identity', identityOption('private SSH key of an admin.sshKeys entry (default: $PI_IMAGE_SSH_KEY, ~/.ssh/id_ed25519)'))
       .option('kernel', { type: 'string', describe: "arm64 kernel to boot instead of the image's (Raspberry Pi OS's own kernel does not run on QEMU virt)" })
       .option('initrd', { type: 'string', describe: 'initrd for --kernel' })
-      .option('timeout', { type: 'string', default: '20m', describe: 'deadline from power-on (emulation is slow: minutes)' })
+      .option('timeout', { type: 'string', default: DEFAULT_BOOT_TEST_TIMEOUT, describe: 'deadline from power-on (emulation is slow: minutes)' })
       .option('keep', { type: 'boolean', default: false, describe: 'leave the VM running afterwards (prints its SSH port)' })
       .example('$0 boot-test pi-cluster-4 --identity ~/.ssh/pi-admin', 'boot the built image and check it'),
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const timeoutMs = parseDuration(argv.timeout, '--timeout');
     if (argv.initrd && !argv.kernel) throw new InputError('--initrd goes with --kernel', { hint: 'give both, or neither to boot the image\'s own kernel' });
     if (timeoutMs < 30_000) throw new InputError(`--timeout ${argv.timeout} is too short: an emulated boot takes minutes`, { hint: 'e.g. --timeout 20m' });
@@ -52,7 +54,7 @@ export const bootTestCommand: CommandModule<GlobalArgs, BootTestArgs> = {
       keep: argv.keep,
       env: out.env,
       cwd: out.cwd,
-      now: new Date(),
+      now: new Date(argv.ctx.clock.now()),
       onPhase: (phase, ms) => out.err(`${argv.node}: ${phase} (${(ms / 1000).toFixed(0)} s after power-on)\n`),
     });
     if (argv.output === 'json') {
@@ -69,7 +71,7 @@ export const bootTestCommand: CommandModule<GlobalArgs, BootTestArgs> = {
     }
     if (!result.ok) {
       out.err(`console log: ${result.consoleLog}\n`);
-      setExitCode(1);
+      throw new ChecksFailedError(`the boot test of ${result.node} failed`, { reported: true });
     }
   },
 };

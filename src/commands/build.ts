@@ -5,9 +5,11 @@ import { loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
 import { createProgress, type ProgressTask } from '../adapters/progress.js';
 import { describePlan } from '../core/bake.js';
-import { InputError } from '../core/errors.js';
+import { DEFAULT_BUILD_JOBS, DEFAULT_COMPRESS } from '../core/defaults.js';
+import { checkNodeChoice } from '../core/node-selection.js';
+import { allOption, buildDirOption, nodesPositional } from './options.js';
 import { toolVersion } from '../app/version.js';
-import { type GlobalArgs, io, wholeNumber } from './context.js';
+import { type GlobalArgs, wholeNumber } from './context.js';
 
 interface BuildArgs extends GlobalArgs {
   nodes: string[];
@@ -27,24 +29,20 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
   describe: 'bake a ready-to-flash image per node (no root needed): build/images/<node>.img + <node>.json',
   builder: (y) =>
     y
-      .positional('nodes', { type: 'string', array: true, default: [], describe: 'hostnames from the inventory' })
-      .option('all', { type: 'boolean', default: false, describe: 'every node of the inventory' })
+      .positional('nodes', nodesPositional())
+      .option('all', allOption())
       .option('base', { type: 'string', describe: 'base image: catalogue name (cached) or path to a raw .img; default: cluster.yaml image' })
-      .option('build-dir', { type: 'string', default: join('build', 'images'), describe: 'where the images and build records go (the directory flash, diff, netboot read)' })
+      .option('build-dir', buildDirOption('where the images and build records go (the directory flash, diff, netboot read)'))
       .option('out', { type: 'string', hidden: true, describe: 'deprecated: use --build-dir' })
-      .option('compress', { choices: ['none', 'xz', 'zstd'] as const, default: 'none' as const, describe: 'compress the images' })
-      .option('jobs', { alias: 'j', type: 'string', default: '2', coerce: wholeNumber('--jobs', 1, 64), describe: 'nodes baked in parallel' })
+      .option('compress', { choices: ['none', 'xz', 'zstd'] as const, default: DEFAULT_COMPRESS as typeof DEFAULT_COMPRESS, describe: 'compress the images' })
+      .option('jobs', { alias: 'j', type: 'string', default: String(DEFAULT_BUILD_JOBS), coerce: wholeNumber('--jobs', 1, 64), describe: 'nodes baked in parallel' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan, write nothing' })
       .option('verify-base', { type: 'boolean', default: false, describe: 're-hash the cached base even when its file is unchanged since it was hashed' })
       .example('$0 build pi-cluster-4', 'one image from the cached base')
       .example('$0 build --all --base ./raspios.img --compress zstd', 'every node, offline base, compressed'),
   handler: async (argv) => {
-    const out = io();
-    if (argv.all === (argv.nodes.length > 0)) {
-      throw new InputError(argv.all ? 'give node names or --all, not both' : 'which node? give one or more hostnames, or --all', {
-        hint: 'e.g. `pi-image build pi-cluster-4` or `pi-image build --all`',
-      });
-    }
+    const out = argv.ctx.io;
+    checkNodeChoice({ names: argv.nodes, all: argv.all }, 'build');
     const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
     if (argv.out !== undefined) out.err('note: --out is deprecated for build; use --build-dir (the name every command uses for the image directory)\n');
     const dir = argv.out ?? argv['build-dir'];
@@ -65,7 +63,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
         verifyBase: argv['verify-base'],
         env: out.env,
         cwd: out.cwd,
-        now: new Date(),
+        now: new Date(argv.ctx.clock.now()),
         toolVersion: toolVersion(),
         onNote: (message) => out.err(`${message}\n`),
         onProgress: (node, phase, fraction) => {

@@ -3,7 +3,7 @@ import { isAbsolute, join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { COMPLETION_SHELLS, type CompletionShell, completionScript, refineCompletions, shellFromEnv } from '../core/completion.js';
 import { InputError } from '../core/errors.js';
-import { type GlobalArgs, io } from './context.js';
+import type { GlobalArgs } from './context.js';
 
 interface CompletionArgs extends GlobalArgs {
   shell?: CompletionShell;
@@ -18,7 +18,7 @@ export const completionCommand: CommandModule<GlobalArgs, CompletionArgs> = {
       .example('$0 completion bash >> ~/.bashrc', 'complete pi-image in new bash shells')
       .example('$0 completion zsh > "${fpath[1]}/_pi-image"', 'install for zsh (or append to ~/.zshrc)'),
   handler: (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const shell = argv.shell ?? shellFromEnv(out.env.SHELL);
     if (shell === undefined) {
       throw new InputError(`which shell? $SHELL is ${out.env.SHELL ? `"${out.env.SHELL}"` : 'not set'}`, {

@@ -1,8 +1,7 @@
-import { hostname, userInfo } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { inventoryHash } from '../app/build.js';
-import { DEFAULT_EVIDENCE_DIR, diffCluster, diffNodes, writeEvidence } from '../app/diff.js';
+import { DEFAULT_EVIDENCE_DIR, diffCluster, diffNodes, writeDiffEvidence } from '../app/diff.js';
 import { displayPath, loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
 import { toolVersion } from '../app/version.js';
@@ -16,9 +15,12 @@ import {
   nodesSummaryMarkdown,
   nodesVerdict,
 } from '../core/diff.js';
-import { InputError } from '../core/errors.js';
+import { hostName, systemUser } from '../adapters/system.js';
+import { ChecksFailedError, InputError } from '../core/errors.js';
+import { operatorName } from '../core/operator.js';
+import { allOption, buildDirOption, kubeconfigOption, kubeContextOption } from './options.js';
 import { redact } from '../core/redact.js';
-import { type GlobalArgs, io, setExitCode } from './context.js';
+import type { GlobalArgs } from './context.js';
 
 interface DiffArgs extends GlobalArgs {
   node?: string;
@@ -31,16 +33,9 @@ interface DiffArgs extends GlobalArgs {
   manifests?: string;
 }
 
+/** The operator (one precedence rule, src/core/operator.ts) and the machine the review was made on. */
 function who(env: NodeJS.ProcessEnv): string {
-  let user = env.USER ?? env.LOGNAME;
-  if (!user) {
-    try {
-      user = userInfo().username;
-    } catch {
-      user = 'unknown';
-    }
-  }
-  return `${user}@${hostname()}`;
+  return `${operatorName({ env, systemUser: systemUser() })}@${hostName()}`;
 }
 
 export const diffCommand: CommandModule<GlobalArgs, DiffArgs> = {
@@ -49,22 +44,22 @@ export const diffCommand: CommandModule<GlobalArgs, DiffArgs> = {
   builder: (y) =>
     y
       .positional('node', { type: 'string', describe: 'node hostname (or --all, or --cluster)' })
-      .option('all', { type: 'boolean', default: false, describe: 'every node of the inventory' })
+      .option('all', allOption())
       .option('cluster', { type: 'boolean', default: false, describe: 'diff manifests/ against the running cluster with `kubectl diff`' })
-      .option('build-dir', { type: 'string', default: join('build', 'images'), describe: 'where node images and build records are' })
+      .option('build-dir', buildDirOption())
       .option('evidence', {
         alias: 'evidence-dir',
         type: 'string',
         describe: `store the diff and a review summary under DIR/<YYYY-MM-DD>-<name>/ (no DIR: ${DEFAULT_EVIDENCE_DIR})`,
       })
-      .option('kubeconfig', { type: 'string', describe: 'with --cluster: kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' })
-      .option('context', { type: 'string', describe: 'with --cluster: kubeconfig context' })
+      .option('kubeconfig', kubeconfigOption('with --cluster: kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)'))
+      .option('context', kubeContextOption('with --cluster: kubeconfig context'))
       .option('manifests', { type: 'string', describe: 'with --cluster: manifests directory (default: the one pi-image ships)' })
       .example('$0 diff pi-cluster-2', 'what reflashing pi-cluster-2 would change (exit 1 when anything would)')
       .example('$0 diff --all --evidence', `every node; keep the review evidence under ${DEFAULT_EVIDENCE_DIR}`)
       .example('$0 diff --cluster --kubeconfig ~/.kube/pi-cluster.yaml', 'live objects vs manifests/'),
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const modes = [argv.node !== undefined, argv.all, argv.cluster].filter(Boolean).length;
     if (modes !== 1) {
       throw new InputError(modes === 0 ? 'what to diff? give a node, --all or --cluster' : 'give one of: a node, --all, --cluster', {
@@ -76,7 +71,7 @@ export const diffCommand: CommandModule<GlobalArgs, DiffArgs> = {
         if (argv[flag] !== undefined) throw new InputError(`--${flag} only applies to --cluster`);
       }
     }
-    const now = new Date();
+    const now = new Date(argv.ctx.clock.now());
     const evidenceDir =
       argv.evidence === undefined ? undefined : argv.evidence === '' ? join(out.cwd, DEFAULT_EVIDENCE_DIR) : isAbsolute(argv.evidence) ? argv.evidence : join(out.cwd, argv.evidence);
     const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
@@ -101,14 +96,14 @@ export const diffCommand: CommandModule<GlobalArgs, DiffArgs> = {
       let folder: string | undefined;
       if (evidenceDir) {
         const m = meta('diff-cluster', `pi-image diff --cluster${argv.manifests ? ` --manifests ${argv.manifests}` : ''}`);
-        folder = await writeEvidence(evidenceDir, m.name, now, { patch: c.patch, summaryMd: clusterSummaryMarkdown(m, c), summaryJson: { ...m, cluster: c } }, []);
+        folder = await writeDiffEvidence(evidenceDir, m.name, now, { patch: c.patch, summaryMd: clusterSummaryMarkdown(m, c), summaryJson: { ...m, cluster: c } }, []);
       }
       if (argv.output === 'json') printJson(out, { cluster: c, ...(folder ? { evidence: displayPath(folder, out.cwd) } : {}) });
       else {
         out.out(formatClusterDiff(c));
         if (folder) out.out(`evidence: ${displayPath(folder, out.cwd)}/\n`);
       }
-      if (c.status === 'changed') setExitCode(1);
+      if (c.status === 'changed') throw new ChecksFailedError('the cluster differs from the manifests', { reported: true });
       return;
     }
 
@@ -118,7 +113,7 @@ export const diffCommand: CommandModule<GlobalArgs, DiffArgs> = {
     let folder: string | undefined;
     if (evidenceDir) {
       const m = meta(argv.all ? 'diff-all' : `diff-${argv.node}`, argv.all ? 'pi-image diff --all' : `pi-image diff ${argv.node}`, result.secretsVersion);
-      folder = await writeEvidence(
+      folder = await writeDiffEvidence(
         evidenceDir,
         m.name,
         now,
@@ -138,6 +133,6 @@ export const diffCommand: CommandModule<GlobalArgs, DiffArgs> = {
       out.out(`${nodesVerdict(result.nodes)}\n`);
       if (folder) out.out(`evidence: ${displayPath(folder, out.cwd)}/\n`);
     }
-    if (result.nodes.some((n) => n.status !== 'unchanged')) setExitCode(1);
+    if (result.nodes.some((n) => n.status !== 'unchanged')) throw new ChecksFailedError('reflashing would change nodes', { reported: true });
   },
 };

@@ -4,13 +4,15 @@ import type { CommandModule } from 'yargs';
 import { printJson } from '../app/io.js';
 import { devicesHoldingFile, listBlockDevices, rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
 import { prepareFlashTarget } from '../app/flash.js';
-import { flashImage, readBuildRecord, type FlashResult } from '../adapters/flash.js';
+import { readBuildRecord, recordPath as buildRecordPath, recordPathForImage } from '../adapters/build-record.js';
+import { flashImage, type FlashResult } from '../adapters/flash.js';
 import { createProgress } from '../adapters/progress.js';
 import { flashCandidates, formatCandidates } from '../core/device-list.js';
 import { humanSize } from '../core/devices.js';
 import { errorJson } from '../core/error-json.js';
 import { InputError, IoError } from '../core/errors.js';
-import { type GlobalArgs, io, setExitCode } from './context.js';
+import type { GlobalArgs } from './context.js';
+import { allowLoopOption, buildDirOption } from './options.js';
 
 interface FlashArgs extends GlobalArgs {
   node?: string;
@@ -34,8 +36,8 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
       .option('device', { type: 'string', describe: 'target device, e.g. /dev/sdb or /dev/mmcblk0 (the whole disk); without it, flash lists the removable drives' })
       .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'do not ask to confirm by typing the device name' })
       .option('verify', { type: 'boolean', default: true, describe: 'read the card back and compare (--no-verify skips it)' })
-      .option('build-dir', { type: 'string', default: join('build', 'images'), describe: 'where node images and build records are' })
-      .option('allow-loop', { type: 'boolean', default: false, hidden: true, describe: 'test override: accept loop devices' })
+      .option('build-dir', buildDirOption())
+      .option('allow-loop', allowLoopOption())
       .check((a) => {
         if (a.node !== undefined && a.image !== undefined) throw new Error('give either a node name or --image PATH (not both)');
         if (a.device !== undefined && a.node === undefined && a.image === undefined) throw new Error('give either a node name or --image PATH (not both)');
@@ -45,7 +47,7 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
       .example('$0 flash pi-cluster-2 --device /dev/sdb', 'write build/images/pi-cluster-2.img to /dev/sdb after confirmation')
       .example('$0 flash --image my.img --device /dev/mmcblk0 --yes -o json', 'no prompt, machine-readable report'),
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     if (argv.device === undefined) {
       await listDrives(argv);
       return;
@@ -134,7 +136,7 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
 
 /** No --device: list the removable drives (as rpi-imager's picker), say how to pick one, exit 2. */
 async function listDrives(argv: FlashArgs): Promise<void> {
-  const out = io();
+  const out = argv.ctx.io;
   let imageSize = 0;
   let sourceDevices: string[] = [];
   const what = argv.node ?? (argv.image === undefined ? 'pi-cluster-2' : `--image ${argv.image}`);
@@ -167,7 +169,7 @@ async function listDrives(argv: FlashArgs): Promise<void> {
   }
   out.err(`error: ${error.message}\n`);
   if (error.hint) out.err(`hint: ${error.hint}\n`);
-  setExitCode(error.exitCode);
+  throw new InputError(error.message, { reported: true }); // printed above (with the JSON document): only the exit code
 }
 
 function round(n: number): number {
@@ -177,12 +179,12 @@ function round(n: number): number {
 function imagePaths(argv: FlashArgs, cwd: string): { image: string; recordPath: string } {
   if (argv.image !== undefined) {
     const image = resolve(cwd, argv.image);
-    return { image, recordPath: image.replace(/\.img$/, '') + '.json' };
+    return { image, recordPath: recordPathForImage(image) };
   }
   const node = argv.node ?? '';
   if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(node)) {
     throw new InputError(`"${node}" is not a node hostname (lower-case letters, digits and "-")`);
   }
   const dir = isAbsolute(argv['build-dir']) ? argv['build-dir'] : resolve(cwd, argv['build-dir']);
-  return { image: join(dir, `${node}.img`), recordPath: join(dir, `${node}.json`) };
+  return { image: join(dir, `${node}.img`), recordPath: buildRecordPath(dir, node) };
 }

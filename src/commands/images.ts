@@ -17,8 +17,8 @@ import {
   runImagesList,
   runImagesVerify,
 } from '../app/images.js';
-import { EXIT_CODES } from '../core/errors.js';
-import { type GlobalArgs, io, setExitCode } from './context.js';
+import { ChecksFailedError } from '../core/errors.js';
+import type { GlobalArgs } from './context.js';
 
 export const DEFAULT_BASE_IMAGE = 'raspios-lite-arm64-trixie';
 
@@ -48,7 +48,7 @@ const listCommand: CommandModule<GlobalArgs, ImagesArgs> = {
   describe: 'list catalogue base images and what is cached',
   builder: (y) => withCache(y),
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const r = await runImagesList(options(argv, out));
     if (argv.output === 'json') {
       printJson(out, r);
@@ -79,7 +79,7 @@ const fetchCommand: CommandModule<GlobalArgs, FetchArgs> = {
       .positional('name', { type: 'string', default: DEFAULT_BASE_IMAGE, describe: 'catalogue name (images/<name>.yaml)' })
       .option('force', { type: 'boolean', default: false, describe: 'download again even if cached' }) as unknown as Argv<FetchArgs>,
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const bar = progressOf(out);
     let got;
     let entry;
@@ -115,7 +115,7 @@ const importCommand: CommandModule<GlobalArgs, ImportArgs> = {
       .option('name', { type: 'string', demandOption: true, describe: 'name to cache it under (use it as image: in cluster.yaml)' })
       .option('sha256', { type: 'string', describe: 'expected sha256 of <file>' }) as unknown as Argv<ImportArgs>,
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const bar = progressOf(out);
     let got;
     try {
@@ -147,7 +147,7 @@ const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
   builder: (y) =>
     withCache(y).positional('name', { type: 'string', describe: 'image name (default: every cached image)' }) as unknown as Argv<VerifyArgs>,
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     let bar: ReturnType<typeof progressOf> | undefined;
     let r;
     try {
@@ -166,9 +166,10 @@ const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
     } finally {
       bar?.stop();
     }
-    if (!r.ok) setExitCode(EXIT_CODES.checkFailed);
+    const failed = () => new ChecksFailedError(`${r.images.filter((i) => !i.ok).length} cached image(s) failed verification`, { reported: true });
     if (argv.output === 'json') {
       printJson(out, { ok: r.ok, images: r.images });
+      if (!r.ok) throw failed();
       return;
     }
     if (r.images.length === 0) out.out(`no cached images in ${r.cache}\n`);
@@ -177,6 +178,7 @@ const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
       for (const p of i.problems) out.out(`     ${p}\n`);
       if (i.ok && argv.verbose) out.out(`     ${i.path}\n`);
     }
+    if (!r.ok) throw failed();
   },
 };
 

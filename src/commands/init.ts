@@ -3,7 +3,7 @@ import type { CommandModule } from 'yargs';
 import { printJson } from '../app/io.js';
 import { type InitAnswers, initInventory } from '../app/init.js';
 import { formatDiagnostic } from '../core/inventory/diagnostics.js';
-import { type GlobalArgs, io, lastString } from './context.js';
+import type { GlobalArgs } from './context.js';
 
 interface InitArgs extends GlobalArgs {
   dir?: string;
@@ -32,28 +32,28 @@ export const initCommand: CommandModule<GlobalArgs, InitArgs> = {
   builder: (y) =>
     y
       .positional('dir', { type: 'string', describe: 'directory to create (default: --inventory, i.e. nodes/); must not hold an inventory yet' })
-      .option('cluster-name', { type: 'string', coerce: lastString, describe: 'cluster name (default pi-cluster)' })
+      .option('cluster-name', { type: 'string', describe: 'cluster name (default pi-cluster)' })
       .option('servers', { type: 'number', describe: 'control-plane nodes: 1, 3 or 5 (default 1)' })
       .option('agents', { type: 'number', describe: 'worker nodes (default 2)' })
-      .option('prefix', { type: 'string', coerce: lastString, describe: 'node names are <prefix>-1, <prefix>-2, … (default: the cluster name)' })
-      .option('cidr', { type: 'string', coerce: lastString, describe: 'node network for static addresses (default 10.0.0.0/24)' })
+      .option('prefix', { type: 'string', describe: 'node names are <prefix>-1, <prefix>-2, … (default: the cluster name)' })
+      .option('cidr', { type: 'string', describe: 'node network for static addresses (default 10.0.0.0/24)' })
       .option('dhcp', { type: 'boolean', describe: 'nodes take their addresses from DHCP (needs --endpoint)' })
-      .option('gateway', { type: 'string', coerce: lastString, describe: 'default gateway (default: the first address of --cidr)' })
+      .option('gateway', { type: 'string', describe: 'default gateway (default: the first address of --cidr)' })
       .option('dns', { type: 'string', array: true, describe: 'DNS server, repeatable (default: the gateway)' })
-      .option('first-ip', { type: 'string', coerce: lastString, describe: 'address of the first node; the others follow (default: the 11th address of --cidr)' })
-      .option('endpoint', { type: 'string', coerce: lastString, describe: 'k3s.endpoint: DNS name or VIP the nodes join (needed with --dhcp)' })
+      .option('first-ip', { type: 'string', describe: 'address of the first node; the others follow (default: the 11th address of --cidr)' })
+      .option('endpoint', { type: 'string', describe: 'k3s.endpoint: DNS name or VIP the nodes join (needed with --dhcp)' })
       .option('ssh-key', { type: 'string', array: true, default: [], describe: 'public key file for the admin user, repeatable (default: a placeholder validate warns about)' })
-      .option('user', { type: 'string', coerce: lastString, describe: 'admin user on every node (default pi-admin)' })
+      .option('user', { type: 'string', describe: 'admin user on every node (default pi-admin)' })
       .option('board', { choices: ['pi4', 'pi5'] as const, describe: 'board of every node (default pi5)' })
       .option('boot', { choices: ['sd', 'usb'] as const, describe: 'boot medium of every node (default sd)' })
-      .option('k3s-version', { type: 'string', coerce: lastString, describe: 'pinned k3s release' })
-      .option('timezone', { type: 'string', coerce: lastString, describe: 'IANA timezone (default UTC)' })
+      .option('k3s-version', { type: 'string', describe: 'pinned k3s release' })
+      .option('timezone', { type: 'string', describe: 'IANA timezone (default UTC)' })
       .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'ask nothing, even on a terminal: flags and defaults only' })
       .example('$0 init', 'answer a few questions on a terminal, write nodes/')
       .example('$0 init site-b --servers 3 --agents 4 --cidr 192.168.50.0/24 --ssh-key ~/.ssh/ops.pub', 'no questions: flags and defaults')
       .example('$0 init lab --dhcp --endpoint k3s.lab.example --yes', 'DHCP network, defaults for the rest'),
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const target = argv.dir ?? argv.inventory;
     const dir = isAbsolute(target) ? target : join(out.cwd, target);
     const given: InitAnswers = {};

@@ -3,7 +3,7 @@ import type { CommandModule } from 'yargs';
 import { printJson } from '../app/io.js';
 import { DEFAULT_REMOTE_KUBECONFIG, kubeconfigPorts, runKubeconfig } from '../app/kubeconfig.js';
 import { parseDuration } from '../core/verify/duration.js';
-import { type GlobalArgs, io, lastNumber, lastString } from './context.js';
+import type { GlobalArgs } from './context.js';
 
 interface KubeconfigArgs extends GlobalArgs {
   merge: boolean;
@@ -27,20 +27,20 @@ export const kubeconfigCommand: CommandModule<GlobalArgs, KubeconfigArgs> = {
     y
       .option('merge', { type: 'boolean', default: false, describe: 'merge into ~/.kube/config (or the first file of $KUBECONFIG, or --out) as a named context; the old file is kept as <file>.bak' })
       .option('force', { type: 'boolean', default: false, describe: 'with --merge: replace a same-named context or cluster that points at another cluster' })
-      .option('context', { type: 'string', coerce: lastString, describe: 'name for the cluster/user/context (default: the cluster name)' })
-      .option('out', { type: 'string', coerce: lastString, describe: 'file to write (default: ~/.kube/<name>.yaml; with --merge: the file to merge into)' })
+      .option('context', { type: 'string', describe: 'name for the cluster/user/context (default: the cluster name)' })
+      .option('out', { type: 'string', describe: 'file to write (default: ~/.kube/<name>.yaml; with --merge: the file to merge into)' })
       .option('switch', { type: 'boolean', default: true, describe: 'with --merge: make the new context current (--no-switch keeps the current one)' })
-      .option('identity', { type: 'string', coerce: lastString, describe: 'SSH private key (default: $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519); ssh-agent ($SSH_AUTH_SOCK) is tried first' })
-      .option('known-hosts', { type: 'string', coerce: lastString, describe: 'known_hosts file pi-image pins host keys in (default: ~/.config/pi-image/known_hosts)' })
-      .option('host', { type: 'string', coerce: lastString, describe: "server address to SSH to (default: the first server's IP from the inventory)" })
-      .option('ssh-port', { type: 'number', coerce: lastNumber, default: 22, describe: 'SSH port' })
-      .option('user', { type: 'string', coerce: lastString, describe: "SSH user (default: the inventory's admin user)" })
-      .option('remote-path', { type: 'string', coerce: lastString, default: DEFAULT_REMOTE_KUBECONFIG, describe: 'where k3s wrote its kubeconfig on the server' })
-      .option('timeout', { type: 'string', coerce: lastString, default: '30s', describe: 'deadline for connecting, logging in and reading the file' })
+      .option('identity', { type: 'string', describe: 'SSH private key (default: $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519); ssh-agent ($SSH_AUTH_SOCK) is tried first' })
+      .option('known-hosts', { type: 'string', describe: 'known_hosts file pi-image pins host keys in (default: ~/.config/pi-image/known_hosts)' })
+      .option('host', { type: 'string', describe: "server address to SSH to (default: the first server's IP from the inventory)" })
+      .option('ssh-port', { type: 'number', default: 22, describe: 'SSH port' })
+      .option('user', { type: 'string', describe: "SSH user (default: the inventory's admin user)" })
+      .option('remote-path', { type: 'string', default: DEFAULT_REMOTE_KUBECONFIG, describe: 'where k3s wrote its kubeconfig on the server' })
+      .option('timeout', { type: 'string', default: '30s', describe: 'deadline for connecting, logging in and reading the file' })
       .example('$0 kubeconfig --merge', 'add the cluster as a context to ~/.kube/config')
       .example('$0 kubeconfig --out pi.yaml', 'write a separate kubeconfig (mode 0600)'),
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const result = await runKubeconfig(
       {
         inventoryDir: argv.inventory,

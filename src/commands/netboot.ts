@@ -6,7 +6,8 @@ import { loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
 import { runNetboot } from '../app/netboot.js';
 import { InputError, IoError } from '../core/errors.js';
-import { type GlobalArgs, io } from './context.js';
+import type { GlobalArgs } from './context.js';
+import { buildDirOption } from './options.js';
 
 interface NetbootArgs extends GlobalArgs {
   node?: string;
@@ -25,7 +26,7 @@ export const netbootCommand: CommandModule<GlobalArgs, NetbootArgs> = {
       .option('all', { type: 'boolean', default: false, describe: 'every node with a Pi serial' })
       .option('root', { type: 'string', demandOption: true, describe: 'export directory on the boot server, e.g. /srv/netboot' })
       .option('server', { type: 'string', describe: 'IPv4 address of this TFTP/NFS server (default: this host\'s address in the cluster network)' })
-      .option('build-dir', { type: 'string', default: join('build', 'images'), describe: 'where node images are' })
+      .option('build-dir', buildDirOption('where node images are'))
       .check((a) => {
         if ((a.node === undefined) === !a.all) throw new Error('give a node name or --all (not both)');
         return true;
@@ -33,7 +34,7 @@ export const netbootCommand: CommandModule<GlobalArgs, NetbootArgs> = {
       .example('$0 netboot --all --root /srv/netboot --server 10.0.0.2', 'export every node with a serial')
       .example('$0 netboot pi-cluster-3 --root /srv/netboot -o json', 'one node, machine-readable'),
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
     await checkExportRoot(resolve(out.cwd, argv.root), argv.root);
     const r = await runNetboot({

@@ -1,13 +1,18 @@
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { displayPath, loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
 import type { RebuildTarget } from '../app/rebuild.js';
 import { toolVersion } from '../app/version.js';
-import { InputError } from '../core/errors.js';
+import { ChecksFailedError, InputError } from '../core/errors.js';
 import { renderDrillText } from '../core/rebuild.js';
 import { parseDuration } from '../core/verify/duration.js';
-import { type GlobalArgs, io, setExitCode } from './context.js';
+import type { GlobalArgs } from './context.js';
+import { DEFAULT_EVIDENCE_DIR } from '../core/defaults.js';
+import { operatorName } from '../core/operator.js';
+import { systemClock } from '../adapters/clock.js';
+import { systemUser } from '../adapters/system.js';
+import { allowLoopOption, buildDirOption, kubeconfigOption, kubeContextOption } from './options.js';
 
 interface RebuildArgs extends GlobalArgs {
   node: string;
@@ -43,10 +48,10 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
       .option('budget', { type: 'string', default: '60m', describe: 'time budget of the whole drill (e.g. 45m, 1h)' })
       .option('interval', { type: 'string', default: '5s', describe: 'pause between checks while waiting for the node' })
       .option('drain-timeout', { type: 'string', default: '5m', describe: 'how long the drain may take before the drill stops' })
-      .option('kubeconfig', { type: 'string', describe: 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' })
-      .option('context', { type: 'string', describe: 'kubeconfig context (default: its current-context)' })
+      .option('kubeconfig', kubeconfigOption())
+      .option('context', kubeContextOption())
       .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'flash without asking to type the device name' })
-      .option('evidence-dir', { type: 'string', default: join('docs', 'governance', 'reviews'), describe: 'evidence goes to DIR/<YYYY-MM-DD>-rebuild-<node>/' })
+      .option('evidence-dir', { type: 'string', default: DEFAULT_EVIDENCE_DIR, describe: 'evidence goes to DIR/<YYYY-MM-DD>-rebuild-<node>/' })
       .option('skip-drain', { type: 'boolean', default: false, describe: 'cordon but do not evict pods (e.g. when a drain cannot finish)' })
       .option('reset-node-password', {
         type: 'boolean',
@@ -54,16 +59,16 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
         describe: 'delete the kube-system/<node>.node-password.k3s Secret and the Node before flashing (node not built by pi-image / other seed)',
       })
       .option('base', { type: 'string', describe: 'base image for the build: catalogue name or path to a raw .img' })
-      .option('build-dir', { type: 'string', default: join('build', 'images'), describe: 'where the image and its build record go' })
+      .option('build-dir', buildDirOption('where the image and its build record go'))
       .option('operator', { type: 'string', describe: 'who runs the drill (default: $PI_IMAGE_OPERATOR, $SUDO_USER, $USER)' })
-      .option('allow-loop', { type: 'boolean', default: false, hidden: true, describe: 'test override: accept loop devices' })
+      .option('allow-loop', allowLoopOption())
       .example('$0 rebuild pi-cluster-3 --device /dev/sdb', 'the drill with a 60 min budget; evidence in docs/governance/reviews/')
       .example('$0 rebuild pi-cluster-3 --netboot /srv/netboot --budget 30m --yes -o json', 'a netbooted node, machine-readable'),
   handler: async (argv) => {
     // loaded here, not at start-up: these pull in heavy libraries every other command would pay for
     const { runRebuildDrill } = await import('../app/rebuild.js');
     const { loadKubeConfig, resolveKubeconfigPath } = await import('../adapters/kube.js');
-    const out = io();
+    const out = argv.ctx.io;
     if ((argv.device === undefined) === (argv.netboot === undefined)) {
       throw new InputError('give either --device /dev/X or --netboot DIR (one of them)', { hint: `e.g. \`pi-image rebuild ${argv.node} --device /dev/sdb\`` });
     }
@@ -79,7 +84,7 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
       argv.netboot !== undefined
         ? { mode: 'netboot', root: abs(out.cwd, argv.netboot), ...(argv.server === undefined ? {} : { server: argv.server }) }
         : { mode: 'device', device: argv.device ?? '', yes: argv.yes, allowLoop: argv['allow-loop'] || out.env.PI_IMAGE_ALLOW_LOOP === '1' };
-    const operator = argv.operator ?? out.env.PI_IMAGE_OPERATOR ?? out.env.SUDO_USER ?? out.env.USER ?? out.env.LOGNAME ?? 'unknown';
+    const operator = operatorName({ flag: argv.operator, env: out.env, systemUser: systemUser() });
     let lastFlash = '';
     let lastBuild = '';
     const { evidence, evidenceDir } = await runRebuildDrill(
@@ -102,8 +107,7 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
         cwd: out.cwd,
       },
       {
-        now: () => Date.now(),
-        sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+        ...systemClock,
         log: (line) => out.err(`${line}\n`),
         ...(out.prompt ? { prompt: out.prompt } : {}),
         onBuildProgress: (phase, fraction) => {
@@ -121,6 +125,6 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
     );
     if (argv.output === 'json') printJson(out, { evidenceDir, ...evidence });
     else out.out(renderDrillText(evidence, displayPath(evidenceDir, out.cwd)));
-    if (!evidence.ok) setExitCode(1);
+    if (!evidence.ok) throw new ChecksFailedError(`the rebuild drill of ${argv.node} failed`, { reported: true });
   },
 };

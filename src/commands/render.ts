@@ -3,8 +3,10 @@ import type { CommandModule } from 'yargs';
 import { displayPath, loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
 import { renderInventory, writeNodeFiles } from '../app/render.js';
-import { InputError } from '../core/errors.js';
-import { type GlobalArgs, io } from './context.js';
+import { DEFAULT_RENDER_DIR } from '../core/defaults.js';
+import { checkNodeChoice } from '../core/node-selection.js';
+import { allOption, nodesPositional } from './options.js';
+import type { GlobalArgs } from './context.js';
 
 interface RenderArgs extends GlobalArgs {
   nodes: string[];
@@ -17,24 +19,20 @@ export const renderCommand: CommandModule<GlobalArgs, RenderArgs> = {
   describe: 'render the cloud-init seed and k3s join files of nodes into build/<node>/ for review',
   builder: (y) =>
     y
-      .positional('nodes', { type: 'string', array: true, default: [] as string[], describe: 'node hostnames' })
-      .option('all', { type: 'boolean', default: false, describe: 'render every node of the inventory' })
-      .option('out', { type: 'string', default: 'build', describe: 'output directory (one sub-directory per node)' })
+      .positional('nodes', nodesPositional())
+      .option('all', allOption('render every node of the inventory'))
+      .option('out', { type: 'string', default: DEFAULT_RENDER_DIR, describe: 'output directory (one sub-directory per node)' })
       .example('$0 render pi-cluster-2', 'write build/pi-cluster-2/{boot,rootfs}/…')
       .example('$0 render --all --out /tmp/review -o json', 'every node, machine-readable summary'),
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const nodes = argv.nodes ?? [];
-    if (argv.all === (nodes.length > 0)) {
-      throw new InputError(argv.all ? 'give node names or --all, not both' : 'no node given', {
-        hint: 'run `pi-image render <hostname>…` or `pi-image render --all`',
-      });
-    }
+    checkNodeChoice({ names: nodes, all: argv.all }, 'render');
     const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
     const {
       loaded: { secrets },
       sets,
-    } = await renderInventory(inventory, { env: out.env, now: new Date(), ...(argv.all ? {} : { only: nodes }) });
+    } = await renderInventory(inventory, { env: out.env, now: new Date(argv.ctx.clock.now()), ...(argv.all ? {} : { only: nodes }) });
     const outDir = isAbsolute(argv.out) ? argv.out : join(out.cwd, argv.out);
     const written = await writeNodeFiles(outDir, sets, secrets);
     if (argv.output === 'json') {

@@ -19,7 +19,7 @@ import {
 } from '../app/secrets.js';
 import { InputError } from '../core/errors.js';
 import { GENERATED_SECRETS, SECRET_NAMES, formatStatusTable } from '../core/secrets.js';
-import { type GlobalArgs, io } from './context.js';
+import type { GlobalArgs, RunContext } from './context.js';
 
 /** An Io that can also hand over standard input (tests inject it; otherwise process.stdin). */
 type IoWithStdin = Io & { readStdin?: () => Promise<string> };
@@ -27,18 +27,18 @@ type IoWithStdin = Io & { readStdin?: () => Promise<string> };
 /** The inventory directory as the adapters should see it (relative paths stay relative in messages). */
 function inventoryDir(argv: GlobalArgs): string {
   // Relative to the process's cwd (so fs calls work) when inside it; absolute otherwise.
-  return displayPath(path.resolve(io().cwd, argv.inventory), process.cwd()) || '.';
+  return displayPath(path.resolve(argv.ctx.io.cwd, argv.inventory), process.cwd()) || '.';
 }
 
 /** The use cases' ports, with this run's cwd and standard input. */
-function ports(): ReturnType<typeof secretsPorts> {
-  const reader = (io() as IoWithStdin).readStdin;
+function ports(ctx: RunContext): ReturnType<typeof secretsPorts> {
+  const reader = (ctx.io as IoWithStdin).readStdin;
   // inventoryDir() is relative to the process's cwd, which loadClusterSettings uses by default
-  return secretsPorts({ readStdin: reader ? () => reader() : readStdinDefault });
+  return secretsPorts({ readStdin: reader ? () => reader() : (prompt) => readStdinDefault(ctx.io, prompt), now: () => new Date(ctx.clock.now()) });
 }
 
-function warn(lines: readonly string[]): void {
-  for (const l of lines) io().err(`warning: ${l}\n`);
+function warn(io: Io, lines: readonly string[]): void {
+  for (const l of lines) io.err(`warning: ${l}\n`);
 }
 
 // ─── init ──────────────────────────────────────────────────────────────────────────────────────
@@ -47,13 +47,13 @@ const initCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'init',
   describe: 'create your age key (if none) and nodes/secrets.age with freshly generated secrets',
   handler: async (argv) => {
-    const r = await runSecretsInit({ inventoryDir: inventoryDir(argv), env: io().env }, ports());
-    warn(r.warnings);
+    const r = await runSecretsInit({ inventoryDir: inventoryDir(argv), env: argv.ctx.io.env }, ports(argv.ctx));
+    warn(argv.ctx.io, r.warnings);
     if (argv.output === 'json') {
-      printJson(io(), r);
+      printJson(argv.ctx.io, r);
       return;
     }
-    const o = io().out;
+    const o = argv.ctx.io.out;
     if (r.keyCreated) {
       o(`created age key ${r.keyLabel} (mode 0600)\n`);
       o('  back it up (e.g. in a password manager): without it, or another recipient, nodes/secrets.age cannot be opened\n');
@@ -92,21 +92,21 @@ const showCommand: CommandModule<GlobalArgs, ShowArgs> = {
       describe: `print the value of ONE secret (${SECRET_NAMES.join(', ')}); it lands in your terminal/scrollback`,
     }) as Argv<ShowArgs>,
   handler: async (argv) => {
-    const r = await runSecretsShow({ inventoryDir: inventoryDir(argv), env: io().env, ...(argv.reveal === undefined ? {} : { reveal: argv.reveal }) }, ports());
-    warn(r.warnings);
-    if (r.revealed) io().err(`warning: printing the value of ${r.revealed.name} (only that one); clear your terminal/scrollback afterwards\n`);
+    const r = await runSecretsShow({ inventoryDir: inventoryDir(argv), env: argv.ctx.io.env, ...(argv.reveal === undefined ? {} : { reveal: argv.reveal }) }, ports(argv.ctx));
+    warn(argv.ctx.io, r.warnings);
+    if (r.revealed) argv.ctx.io.err(`warning: printing the value of ${r.revealed.name} (only that one); clear your terminal/scrollback afterwards\n`);
     if (argv.output === 'json') {
       const { warnings: _w, ...doc } = r;
-      printJson(io(), doc);
+      printJson(argv.ctx.io, doc);
       return;
     }
     if (r.revealed) {
       // Value alone on stdout, so it can be piped: pi-image secrets show --reveal agent-token | …
-      io().out(`${r.revealed.value}\n`);
+      argv.ctx.io.out(`${r.revealed.value}\n`);
       return;
     }
-    io().out(`cluster ${r.cluster} · ${r.file} · key ${r.key}\n`);
-    io().out(formatStatusTable(r.secrets, r.version));
+    argv.ctx.io.out(`cluster ${r.cluster} · ${r.file} · key ${r.key}\n`);
+    argv.ctx.io.out(formatStatusTable(r.secrets, r.version));
   },
 };
 
@@ -126,15 +126,15 @@ const rotateCommand: CommandModule<GlobalArgs, RotateArgs> = {
       .option('all', { type: 'boolean', default: false, describe: 'rotate every generated secret' }) as unknown as Argv<RotateArgs>,
   handler: async (argv) => {
     const r = await runSecretsRotate(
-      { inventoryDir: inventoryDir(argv), env: io().env, all: argv.all, ...(argv.name === undefined ? {} : { name: argv.name }) },
-      ports(),
+      { inventoryDir: inventoryDir(argv), env: argv.ctx.io.env, all: argv.all, ...(argv.name === undefined ? {} : { name: argv.name }) },
+      ports(argv.ctx),
     );
-    warn(r.warnings);
+    warn(argv.ctx.io, r.warnings);
     if (argv.output === 'json') {
-      printJson(io(), { cluster: r.cluster, rotated: r.changed, fingerprints: r.fingerprints, version: r.version, notes: r.notes });
+      printJson(argv.ctx.io, { cluster: r.cluster, rotated: r.changed, fingerprints: r.fingerprints, version: r.version, notes: r.notes });
       return;
     }
-    const o = io().out;
+    const o = argv.ctx.io.out;
     for (const n of r.changed) {
       const f = r.fingerprints[n];
       o(`rotated ${n}: fingerprint ${f?.before ?? '-'} -> ${f?.after ?? '-'}\n`);
@@ -155,14 +155,14 @@ interface SetArgs extends GlobalArgs {
 }
 
 /** Reads a value from the terminal without echo, or all of a piped stdin. */
-async function readStdinDefault(prompt: string): Promise<string> {
+async function readStdinDefault(io: Io, prompt: string): Promise<string> {
   const stdin = process.stdin;
   if (!stdin.isTTY) {
     const chunks: Buffer[] = [];
     for await (const c of stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
     return Buffer.concat(chunks).toString('utf8');
   }
-  io().err(prompt);
+  io.err(prompt);
   return new Promise<string>((resolve, reject) => {
     let value = '';
     stdin.setRawMode(true);
@@ -172,7 +172,7 @@ async function readStdinDefault(prompt: string): Promise<string> {
       stdin.setRawMode(false);
       stdin.pause();
       stdin.removeListener('data', onData);
-      io().err('\n');
+      io.err('\n');
       if (err) reject(err);
       else resolve(value);
     };
@@ -212,21 +212,21 @@ const setCommand: CommandModule<GlobalArgs, SetArgs> = {
         : argv.fromFile !== undefined && argv.fromFile !== '-'
           ? { kind: 'file', path: argv.fromFile }
           : { kind: 'stdin' };
-    const r = await runSecretsSet({ inventoryDir: inventoryDir(argv), env: io().env, cwd: io().cwd, name: argv.name, from }, ports());
-    warn(r.warnings);
+    const r = await runSecretsSet({ inventoryDir: inventoryDir(argv), env: argv.ctx.io.env, cwd: argv.ctx.io.cwd, name: argv.name, from }, ports(argv.ctx));
+    warn(argv.ctx.io, r.warnings);
     const name = r.name;
     if (argv.output === 'json') {
-      printJson(io(), { cluster: r.cluster, name, changed: r.changed.includes(name), fingerprint: r.fingerprints[name] ?? null, version: r.version });
+      printJson(argv.ctx.io, { cluster: r.cluster, name, changed: r.changed.includes(name), fingerprint: r.fingerprints[name] ?? null, version: r.version });
       return;
     }
     if (r.changed.length === 0) {
-      io().out(`${name} unchanged (same value); ${r.file} stays at version ${r.version}\n`);
+      argv.ctx.io.out(`${name} unchanged (same value); ${r.file} stays at version ${r.version}\n`);
       return;
     }
     const f = r.fingerprints[name];
-    io().out(`set ${name} (length ${r.length}, fingerprint ${f?.after ?? '-'}); ${r.file} is now version ${r.version}\n`);
-    if (!r.wifi) io().out('note: cluster.yaml has no wifi section, so no image uses it yet\n');
-    for (const line of r.notes) io().out(`${line}\n`);
+    argv.ctx.io.out(`set ${name} (length ${r.length}, fingerprint ${f?.after ?? '-'}); ${r.file} is now version ${r.version}\n`);
+    if (!r.wifi) argv.ctx.io.out('note: cluster.yaml has no wifi section, so no image uses it yet\n');
+    for (const line of r.notes) argv.ctx.io.out(`${line}\n`);
   },
 };
 
@@ -242,17 +242,17 @@ const recipientsAddCommand: CommandModule<GlobalArgs, RecipientAddArgs> = {
   builder: (y: Argv<GlobalArgs>) =>
     y.positional('recipient', { type: 'string', demandOption: true, describe: 'age public key' }) as unknown as Argv<RecipientAddArgs>,
   handler: async (argv) => {
-    const r = await runSecretsRecipientsAdd({ inventoryDir: inventoryDir(argv), env: io().env, recipient: argv.recipient }, ports());
-    warn(r.warnings);
+    const r = await runSecretsRecipientsAdd({ inventoryDir: inventoryDir(argv), env: argv.ctx.io.env, recipient: argv.recipient }, ports(argv.ctx));
+    warn(argv.ctx.io, r.warnings);
     if (argv.output === 'json') {
-      printJson(io(), { cluster: r.cluster, recipient: r.recipient, added: r.added, version: r.version, recipients: r.recipients });
+      printJson(argv.ctx.io, { cluster: r.cluster, recipient: r.recipient, added: r.added, version: r.version, recipients: r.recipients });
       return;
     }
     if (!r.added) {
-      io().out(`already listed: ${r.recipient}\nnothing changed: ${r.file} stays at version ${r.version}\n`);
+      argv.ctx.io.out(`already listed: ${r.recipient}\nnothing changed: ${r.file} stays at version ${r.version}\n`);
       return;
     }
-    io().out(
+    argv.ctx.io.out(
       `added ${r.recipient}\n` +
         `${r.file} re-encrypted to ${r.recipients.length} recipients (version ${r.version}); commit it and ${r.recipientsFile}\n` +
         'note: removing someone later needs a rotation too: they may have kept the old values\n',
@@ -266,11 +266,11 @@ const recipientsListCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   handler: async (argv) => {
     const { file, recipients } = await runSecretsRecipientsList({ inventoryDir: inventoryDir(argv) });
     if (argv.output === 'json') {
-      printJson(io(), { file, recipients });
+      printJson(argv.ctx.io, { file, recipients });
       return;
     }
-    if (recipients.length === 0) io().out(`no recipients in ${file}\n`);
-    for (const r of recipients) io().out(`${r}\n`);
+    if (recipients.length === 0) argv.ctx.io.out(`no recipients in ${file}\n`);
+    for (const r of recipients) argv.ctx.io.out(`${r}\n`);
   },
 };
 

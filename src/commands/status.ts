@@ -4,7 +4,8 @@ import { printJson } from '../app/io.js';
 import { runStatus, statusPorts } from '../app/status.js';
 import { renderStatusTable, STATUS_FILE } from '../core/status.js';
 import { parseDuration } from '../core/verify/duration.js';
-import { type GlobalArgs, io, lastNumber, lastString, setExitCode } from './context.js';
+import type { GlobalArgs } from './context.js';
+import { ChecksFailedError } from '../core/errors.js';
 
 interface StatusArgs extends GlobalArgs {
   node?: string[];
@@ -25,17 +26,17 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
     y
       .positional('node', { type: 'string', array: true, describe: 'node hostnames (default: every node)' })
       .option('all', { type: 'boolean', default: false, describe: 'every node of the inventory (the default)' })
-      .option('identity', { type: 'string', coerce: lastString, describe: 'SSH private key (default: $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519); ssh-agent ($SSH_AUTH_SOCK) is tried first' })
-      .option('known-hosts', { type: 'string', coerce: lastString, describe: 'known_hosts file pi-image pins host keys in (default: ~/.config/pi-image/known_hosts)' })
-      .option('host', { type: 'string', coerce: lastString, describe: "with one node: the address to SSH to (default: the node's inventory address)" })
-      .option('ssh-port', { type: 'number', coerce: lastNumber, default: 22, describe: 'SSH port' })
-      .option('user', { type: 'string', coerce: lastString, describe: "SSH user (default: the inventory's admin user)" })
-      .option('remote-path', { type: 'string', coerce: lastString, default: STATUS_FILE, describe: 'where the join script writes its status on the node' })
-      .option('timeout', { type: 'string', coerce: lastString, default: '15s', describe: 'deadline per node for connecting, logging in and reading' })
+      .option('identity', { type: 'string', describe: 'SSH private key (default: $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519); ssh-agent ($SSH_AUTH_SOCK) is tried first' })
+      .option('known-hosts', { type: 'string', describe: 'known_hosts file pi-image pins host keys in (default: ~/.config/pi-image/known_hosts)' })
+      .option('host', { type: 'string', describe: "with one node: the address to SSH to (default: the node's inventory address)" })
+      .option('ssh-port', { type: 'number', default: 22, describe: 'SSH port' })
+      .option('user', { type: 'string', describe: "SSH user (default: the inventory's admin user)" })
+      .option('remote-path', { type: 'string', default: STATUS_FILE, describe: 'where the join script writes its status on the node' })
+      .option('timeout', { type: 'string', default: '15s', describe: 'deadline per node for connecting, logging in and reading' })
       .example('$0 status', 'every node, as a table')
       .example('$0 status pi-cluster-4 -o json', 'one node, machine-readable'),
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const result = await runStatus(
       {
         inventoryDir: argv.inventory,
@@ -58,6 +59,6 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
     if (argv.output === 'json') printJson(out, result);
     else out.out(renderStatusTable(result.nodes));
     // like verify: the command ran, but not every node could tell its status
-    if (result.nodes.some((n) => !n.reachable || !n.status)) setExitCode(1);
+    if (result.nodes.some((n) => !n.reachable || !n.status)) throw new ChecksFailedError('some nodes did not report a status', { reported: true });
   },
 };

@@ -1,9 +1,9 @@
 import type { CommandModule } from 'yargs';
 import { checkInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
-import { EXIT_CODES } from '../core/errors.js';
+import { InputError } from '../core/errors.js';
 import { formatDiagnostic } from '../core/inventory/diagnostics.js';
-import { type GlobalArgs, io, setExitCode } from './context.js';
+import type { GlobalArgs } from './context.js';
 
 interface ValidateArgs extends GlobalArgs {
   strict: boolean;
@@ -18,7 +18,7 @@ export const validateCommand: CommandModule<GlobalArgs, ValidateArgs> = {
       .example('$0 validate', 'check nodes/')
       .example('$0 validate -i site-b/nodes --strict -o json', 'fail on warnings too, machine-readable'),
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const result = await checkInventory(argv.inventory, { cwd: out.cwd });
     const failed = result.errors.length > 0 || (argv.strict && result.warnings.length > 0);
     if (argv.output === 'json') {
@@ -50,6 +50,6 @@ export const validateCommand: CommandModule<GlobalArgs, ValidateArgs> = {
         out.err(`${e} error${e === 1 ? '' : 's'}, ${w} warning${w === 1 ? '' : 's'}${argv.strict && w ? ' (--strict: warnings are fatal)' : ''}\n`);
       }
     }
-    if (failed) setExitCode(EXIT_CODES.input);
+    if (failed) throw new InputError(`the inventory in ${argv.inventory} is not valid`, { reported: true });
   },
 };

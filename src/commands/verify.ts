@@ -3,7 +3,8 @@ import { printJson } from '../app/io.js';
 import { runVerify, verifyPorts } from '../app/verify.js';
 import { formatDuration, parseDuration } from '../core/verify/duration.js';
 import { renderSummary, renderTable } from '../core/verify/report.js';
-import { type GlobalArgs, io, lastString, setExitCode } from './context.js';
+import type { GlobalArgs } from './context.js';
+import { ChecksFailedError } from '../core/errors.js';
 
 interface VerifyArgs extends GlobalArgs {
   kubeconfig?: string;
@@ -20,18 +21,18 @@ export const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
   describe: 'check the running cluster against the inventory (nodes registered, Ready, roles, k3s version, arch, labels, taints, baseline manifests)',
   builder: (y) =>
     y
-      .option('kubeconfig', { type: 'string', coerce: lastString, describe: 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' })
-      .option('context', { type: 'string', coerce: lastString, describe: 'kubeconfig context (default: its current-context)' })
+      .option('kubeconfig', { type: 'string', describe: 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' })
+      .option('context', { type: 'string', describe: 'kubeconfig context (default: its current-context)' })
       .option('node', { type: 'string', array: true, describe: 'check only this inventory node (repeatable); skips cluster-wide checks' })
       .option('wait', { type: 'boolean', default: false, describe: 'poll until every check passes or --timeout runs out' })
-      .option('timeout', { type: 'string', coerce: lastString, default: '10m', describe: 'deadline for the whole run (e.g. 90s, 10m)' })
-      .option('interval', { type: 'string', coerce: lastString, default: '5s', describe: 'pause between polls with --wait' })
-      .option('manifests', { type: 'string', coerce: lastString, describe: 'manifests directory the baseline checks expect (default: the one pi-image ships)' })
+      .option('timeout', { type: 'string', default: '10m', describe: 'deadline for the whole run (e.g. 90s, 10m)' })
+      .option('interval', { type: 'string', default: '5s', describe: 'pause between polls with --wait' })
+      .option('manifests', { type: 'string', describe: 'manifests directory the baseline checks expect (default: the one pi-image ships)' })
       .example('$0 verify', 'one round against ~/.kube/config')
       .example('$0 verify --wait --timeout 15m', 'wait for freshly flashed nodes to join')
       .example('$0 verify --node pi-cluster-3 -o json', 'one node, machine-readable'),
   handler: async (argv) => {
-    const out = io();
+    const out = argv.ctx.io;
     const timeoutMs = parseDuration(argv.timeout, '--timeout');
     const { report, error } = await runVerify(
       {
@@ -51,12 +52,8 @@ export const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
     if (argv.output === 'json') {
       // one JSON document on stdout: the report, with the error inside when verify gave up
       printJson(out, report);
-      if (error) {
-        out.err(`error: ${error.message}\n`);
-        if (error.hint) out.err(`hint: ${error.hint}\n`);
-        setExitCode(error.exitCode);
-        return;
-      }
+      // the error itself goes to stderr (src/cli.ts: the report already is the run's one document)
+      if (error) throw error;
     } else if (!error) {
       out.out(`cluster ${report.cluster} via ${report.server} (context ${report.context})\n`);
       out.out(renderTable(report.checks));
@@ -64,6 +61,6 @@ export const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
       if (report.timedOut) out.err(`gave up after ${formatDuration(timeoutMs)} (--timeout) with checks still failing\n`);
     }
     if (error) throw error;
-    if (!report.ok) setExitCode(1);
+    if (!report.ok) throw new ChecksFailedError('checks failed', { reported: true });
   },
 };

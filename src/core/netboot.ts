@@ -9,6 +9,7 @@
  * /var/lib/rancher (from the inventory's `dataDisk`).
  */
 import { InputError } from './errors.js';
+import { assertKnownNodes } from './node-selection.js';
 import { cidrContains, formatCidr, intToIpv4, isIpv4, parseCidr } from './inventory/net.js';
 import type { DataDisk, Inventory, NodeModel } from './model.js';
 
@@ -71,11 +72,7 @@ function join(...parts: string[]): string {
 export function planNetboot(inv: Inventory, opts: NetbootOptions): NetbootPlan {
   const root = cleanRoot(opts.root);
   if (!isIpv4(opts.server)) throw new InputError(`--server ${opts.server} is not an IPv4 address`, { hint: 'give the address the Pis reach this host on, e.g. --server 10.0.0.2' });
-  const known = new Set(inv.nodes.map((n) => n.hostname));
-  const unknown = (opts.only ?? []).filter((n) => !known.has(n));
-  if (unknown.length > 0) {
-    throw new InputError(`no node ${unknown.join(', ')} in the inventory ${inv.dir}`, { hint: `known nodes: ${[...known].join(', ')}` });
-  }
+  assertKnownNodes(inv, opts.only ?? []);
   const wanted = opts.only === undefined ? inv.nodes : inv.nodes.filter((n) => opts.only?.includes(n.hostname));
   const cidr = inv.cluster.network.cidr === undefined ? undefined : parseCidr(inv.cluster.network.cidr);
 

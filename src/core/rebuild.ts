@@ -8,7 +8,7 @@
  *   preflight → cordon → drain → reset-node-password → build → flash | netboot → rejoin → uncordon
  */
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
-import { evidenceFolderName } from './diff.js';
+import { evidenceFolderName } from './evidence.js';
 import type { Inventory } from './model.js';
 import { type CheckResult, type ClusterSnapshot, runChecks, summarize } from './verify/checks.js';
 import { formatDuration } from './verify/duration.js';

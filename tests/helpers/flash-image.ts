@@ -1,13 +1,14 @@
 /**
  * Test helpers for flash/netboot: a small Pi-OS-layout image (tests/helpers/pi-os-image.ts) with
  * node seed files on the boot partition and a build record next to it, in the shape bake writes
- * (`{ node, image: { path, sha256, size }, files: [{ target, path, sha256, mode }] }`); and loop
+ * (src/core/build-record.ts); and loop
  * devices that are always detached.
  */
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { BUILD_RECORD_VERSION, type BuildRecord, serializeBuildRecord } from '../../src/core/build-record.js';
 import { makePiOsImage, MiB, type PiOsImage, type PiOsImageOptions } from './pi-os-image.js';
 
 export interface FlashTestImage extends PiOsImage {
@@ -33,18 +34,28 @@ export async function makeFlashTestImage(dir: string, node: string, opts: Partia
   const img = await makePiOsImage({ dir, name: `${node}.img`, bootMiB: 64, rootMiB: 32, ...opts, bootFiles: { ...seed, ...opts.bootFiles } });
   const record = join(dir, `${node}.json`);
   const { size } = await import('node:fs/promises').then((m) => m.stat(img.path));
-  await writeFile(
-    record,
-    JSON.stringify(
-      {
-        node,
-        image: { path: img.path, sha256: await fileSha256(img.path), size },
-        files: Object.entries(seed).map(([path, contents]) => ({ target: 'boot', path, sha256: sha256(contents), mode: 0o644 })),
-      },
-      null,
-      2,
-    ),
-  );
+  const imageSha = await fileSha256(img.path);
+  const built: BuildRecord = {
+    version: BUILD_RECORD_VERSION,
+    node,
+    role: 'agent',
+    instanceId: `${node}-${sha256(node).slice(0, 12)}`,
+    tool: { name: 'pi-image', version: '0.0.0-test' },
+    builtAt: new Date(0).toISOString(),
+    base: { name: 'test-base', path: img.path, sha256: imageSha, size },
+    inputs: { inventorySha256: '', templatesSha256: '', secretsVersion: 0, secretsDigest: '' },
+    image: { path: img.path, sha256: imageSha, size, compress: 'none', rawSha256: imageSha },
+    files: Object.entries(seed).map(([path, contents]) => ({
+      target: 'boot' as const,
+      path,
+      mode: '0644',
+      bytes: Buffer.byteLength(contents),
+      secret: false,
+      sha256: sha256(contents),
+      digest: sha256(contents).slice(0, 12),
+    })),
+  };
+  await writeFile(record, serializeBuildRecord(built));
   return { ...img, record, seed };
 }
 

@@ -2,40 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import yargs from 'yargs';
-import { imagesCommand } from '../../src/commands/images.js';
-import { getExitCode, setIo } from '../../src/commands/context.js';
-import type { Io } from '../../src/app/io.js';
+import { cli as runCli } from '../helpers/run-cli.js';
 import { makePiOsImage } from '../helpers/pi-os-image.js';
 
 let dir: string;
 let img: string;
 
-/** Runs `pi-image images …` in-process (the lead registers imagesCommand in src/commands/index.ts). */
+/** Runs `pi-image images …` in-process through the real CLI (src/cli.ts runCli). */
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t), isTTY: false, env: {}, cwd: dir };
-  setIo(io);
-  let code: number;
-  try {
-    await yargs(args)
-      .option('inventory', { type: 'string', default: 'nodes', global: true })
-      .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const, global: true })
-      .option('verbose', { type: 'boolean', default: false, global: true })
-      .command(imagesCommand)
-      .strict()
-      .exitProcess(false)
-      .fail((msg, e) => {
-        throw e ?? new Error(msg);
-      })
-      .parseAsync();
-    code = getExitCode();
-  } catch (e) {
-    err += String((e as Error).message);
-    code = 2;
-  }
-  return { code, out, err };
+  const r = await runCli(args, { cwd: dir, env: {} });
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 beforeAll(async () => {

@@ -89,7 +89,7 @@ describe('pi-image render', () => {
     expect(both.code).toBe(2);
     const unknown = await cli(['render', 'pi-cluster-9'], { cwd: inv.root, env });
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toMatch(/no node named pi-cluster-9[\s\S]*pi-cluster-1/);
+    expect(unknown.stderr).toMatch(/pi-cluster-9 is not in the inventory[\s\S]*pi-cluster-1/);
     expect(existsSync(join(inv.root, 'build'))).toBe(false);
   });
 });

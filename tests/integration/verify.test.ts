@@ -150,7 +150,7 @@ describe('pi-image verify against the Kubernetes API stand-in', () => {
     expect(failing(bad.report)).toEqual([expect.stringMatching(/^pi-cluster-2 ready: Ready=Unknown/)]);
     const unknown = await verify(['--kubeconfig', kubeconfig, '--node', 'pi-cluster-7']);
     expect(unknown.code).toBe(2);
-    expect(unknown.err).toContain('--node pi-cluster-7: not in the inventory');
+    expect(unknown.err).toContain('pi-cluster-7 is not in the inventory');
   });
 
   it('--wait turns green when the stand-in flips a node to Ready', async () => {

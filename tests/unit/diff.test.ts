@@ -11,7 +11,6 @@ import {
   compareSecretsFromImage,
   compareSecretsFromRecord,
   contentDiff,
-  evidenceFolderName,
   formatNodeDiff,
   hashDiff,
   kubectlDiffObjects,
@@ -23,6 +22,7 @@ import {
   renderedSecretValues,
   secretsOfRole,
 } from '../../src/core/diff.js';
+import { evidenceFolderName } from '../../src/core/evidence.js';
 import type { NodeFileSet, Secrets } from '../../src/core/model.js';
 import type { Templates } from '../../src/core/render/templates.js';
 import { renderNode } from '../../src/core/render/node.js';

@@ -84,7 +84,7 @@ describe('planNetboot', () => {
   });
 
   it('rejects unknown nodes, a relative or odd root and a non-IPv4 server', () => {
-    expect(() => planNetboot(inventory(), { root: ROOT, server: SERVER, only: ['pi-cluster-9'] })).toThrow(/no node pi-cluster-9 in the inventory/);
+    expect(() => planNetboot(inventory(), { root: ROOT, server: SERVER, only: ['pi-cluster-9'] })).toThrow(/pi-cluster-9 is not in the inventory/);
     expect(() => planNetboot(inventory(), { root: 'srv/netboot', server: SERVER })).toThrow(/must be an absolute path/);
     expect(() => planNetboot(inventory(), { root: '/srv/net boot', server: SERVER })).toThrow(/whitespace/);
     expect(() => planNetboot(inventory(), { root: ROOT, server: 'boot.local' })).toThrow(/not an IPv4 address/);

@@ -4,7 +4,8 @@ import type { V1Node } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../../src/core/errors.js';
 import { baselineFromManifests } from '../../src/core/verify/baseline.js';
-import { type CheckResult, type ClusterSnapshot, runChecks, summarize, unknownNodeNames } from '../../src/core/verify/checks.js';
+import { type CheckResult, type ClusterSnapshot, runChecks, summarize } from '../../src/core/verify/checks.js';
+import { unknownNodes } from '../../src/core/node-selection.js';
 import { formatDuration, parseDuration } from '../../src/core/verify/duration.js';
 import { pollChecks } from '../../src/core/verify/poll.js';
 import { renderProgress, renderTable } from '../../src/core/verify/report.js';
@@ -114,7 +115,7 @@ describe('runChecks', () => {
     const rs = runChecks(inv, s, { baseline, nodes: ['pi-cluster-3'] });
     expect(new Set(rs.map((r) => r.node))).toEqual(new Set(['pi-cluster-3']));
     expect(summarize(rs).ok).toBe(true);
-    expect(unknownNodeNames(inv, ['pi-cluster-3', 'pi-cluster-7'])).toEqual(['pi-cluster-7']);
+    expect(unknownNodes(inv, ['pi-cluster-3', 'pi-cluster-7'])).toEqual(['pi-cluster-7']);
   });
 
   it('finds a node registered under another name through its k3s.io/hostname annotation', () => {

@@ -62,3 +62,8 @@ export function normaliseMac(s: string): string | undefined {
   const m = s.trim().toLowerCase().replace(/-/g, ':');
   return MAC_RE.test(m) ? m : undefined;
 }
+
+/** A Wi-Fi interface name (wlan0, wlp1s0 …): netplan puts it under `wifis`, not `ethernets`. */
+export function isWifiInterface(name: string): boolean {
+  return name.startsWith('wl');
+}

@@ -1,7 +1,7 @@
 /** Stage 3 of inventory validation: rules across fields and files. Pure. */
 import { checkK3sExtras } from '../k3s/extras.js';
 import type { Diagnostic } from './diagnostics.js';
-import { cidrContains, formatCidr, ipv4ToInt, isIpv4, parseCidr } from './net.js';
+import { cidrContains, formatCidr, ipv4ToInt, isIpv4, isWifiInterface, parseCidr } from './net.js';
 import { checkSshPublicKey, placeholderKeyReason } from './sshkey.js';
 import { printable } from './text.js';
 import { fileStem } from './names.js';
@@ -46,6 +46,9 @@ function checkClusterRules(cluster: ParsedCluster, nodes: readonly ParsedNode[],
     if (!net.cidr) out.push(cs.diag(['network'], 'cidr is required for static addresses (e.g. cidr: 10.0.0.0/24), or set dhcp: true'));
     if (!net.gateway) out.push(cs.diag(['network'], 'gateway is required for static addresses (e.g. gateway: 10.0.0.1), or set dhcp: true'));
     if (net.dns.length === 0) out.push(cs.diag(['network'], 'no dns servers: static nodes will not resolve names (add dns: [10.0.0.1])', 'warning'));
+  }
+  if (isWifiInterface(net.interface) && !c.wifi) {
+    out.push(cs.diag(['network', 'interface'], `${net.interface} is a Wi-Fi interface but no wifi is configured; add wifi (ssid, country) or use eth0`));
   }
   if (cidr && net.cidr && formatCidr(cidr) !== net.cidr) {
     out.push(cs.diag(['network', 'cidr'], `${net.cidr} has host bits set; the network is ${formatCidr(cidr)}`, 'warning'));
@@ -106,6 +109,8 @@ function checkClusterRules(cluster: ParsedCluster, nodes: readonly ParsedNode[],
         out.push(src.diag(['ip'], `${ip} is the ${ipv4ToInt(ip) === cidr2.first ? 'network' : 'broadcast'} address of ${net.cidr}; pick a host address`));
       } else if (ip === net.gateway) {
         out.push(src.diag(['ip'], `${ip} is the network gateway; pick another address`));
+      } else if (net.dhcp && !net.gateway) {
+        out.push(src.diag(['ip'], `${ip} is static but network.gateway is not set; add network.gateway to ${cs.path} or use ip: dhcp`));
       }
     }
     if (d.role === 'server' && ip === 'dhcp' && !c.k3s.endpoint) {

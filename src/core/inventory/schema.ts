@@ -10,6 +10,11 @@ import { checkTimezone, controlMessage } from './text.js';
 
 export const API_VERSION = 'pi-image/v1';
 
+/** dataDisk.device: a device path under /dev (fstab and cloud-init `mounts` take it verbatim). */
+export const DEVICE_PATH = /^\/dev\/[A-Za-z0-9._/:@+=-]+$/;
+/** dataDisk.mountPoint: an absolute path safe in fstab, systemd mount units and the k3s data-dir. */
+export const MOUNT_POINT = /^\/[A-Za-z0-9._/@+-]*$/;
+
 /** Pinned k3s release, e.g. v1.33.5+k3s1 */
 export const K3S_VERSION_RE = /^v1\.(\d+)\.(\d+)\+k3s(\d+)$/;
 

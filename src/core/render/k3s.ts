@@ -1,6 +1,6 @@
 import { createHash, createHmac } from 'node:crypto';
 import { InputError } from '../errors.js';
-import { flagName, INVENTORY_OWNED_K3S_KEYS } from '../k3s/extras.js';
+import { INVENTORY_OWNED_K3S_KEYS } from '../k3s/extras.js';
 import type { Inventory, NodeModel } from '../model.js';
 import { NODE_PATHS } from './paths.js';
 
@@ -59,13 +59,7 @@ function unique<T>(xs: readonly T[]): T[] {
  */
 export function k3sConfig(inventory: Inventory, node: NodeModel): Record<string, unknown> {
   const { cluster } = inventory;
-  for (const k of Object.keys(node.k3sExtra)) {
-    if (RESERVED_K3S_KEYS.includes(flagName(k))) {
-      throw new InputError(`${node.source}: k3s option "${k}" is set by pi-image and cannot be overridden`, {
-        hint: `remove "${k}" from the k3s options of ${node.hostname} (tokens come from the encrypted secrets store, the server from cluster.yaml k3s.serverUrl)`,
-      });
-    }
-  }
+  // k3sExtra never holds a reserved key: the validator (rules.ts) refuses them
   const config: Record<string, unknown> = {};
   if (node.role === 'server' && node.clusterInit) {
     config['cluster-init'] = true;

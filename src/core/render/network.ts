@@ -1,13 +1,11 @@
 import { InputError } from '../errors.js';
 import type { ClusterModel, NodeModel, Secrets } from '../model.js';
+import { isWifiInterface } from '../inventory/net.js';
 import { toYaml } from './yaml.js';
 
 /** The Pi's on-board Wi-Fi interface. */
 export const WIFI_INTERFACE = 'wlan0';
 
-function isWifiInterface(name: string): boolean {
-  return name.startsWith('wl');
-}
 
 /** Address/route/DNS settings of the interface the node is reached on. */
 function addressing(cluster: ClusterModel, node: NodeModel): Record<string, unknown> {
@@ -20,15 +18,11 @@ function addressing(cluster: ClusterModel, node: NodeModel): Record<string, unkn
   if (node.address.mode === 'dhcp') {
     return { dhcp4: true, ...nameservers };
   }
-  if (!cluster.network.gateway) {
-    throw new InputError(`${cluster.source}: network.gateway is required because ${node.hostname} has a static address`, {
-      hint: `add network.gateway (e.g. the router's address in ${cluster.network.cidr ?? 'the cluster CIDR'}) to ${cluster.source}, or give ${node.hostname} ip: dhcp`,
-    });
-  }
+  // the validator (rules.ts) refuses a static address without network.gateway
   return {
     dhcp4: false,
     addresses: [`${node.address.address}/${node.address.prefix}`],
-    routes: [{ to: 'default', via: cluster.network.gateway }],
+    routes: [{ to: 'default', via: cluster.network.gateway! }],
     ...nameservers,
   };
 }
@@ -59,11 +53,8 @@ export function renderNetworkConfig(cluster: ClusterModel, node: NodeModel, secr
       'access-points': { [wifi.ssid]: accessPoint },
       optional: wifiIf !== primary,
     };
-  } else if (isWifiInterface(primary)) {
-    throw new InputError(`${cluster.source}: network.interface is ${primary}, a Wi-Fi interface, but no wifi is configured`, {
-      hint: 'add wifi (ssid, country) to cluster.yaml, or set network.interface to eth0',
-    });
   }
+  // a Wi-Fi network.interface without wifi is refused by the validator (rules.ts)
   if (!isWifiInterface(primary)) {
     ethernets[primary] = { ...addressing(cluster, node), optional: false };
   }

@@ -1,4 +1,5 @@
 import { InputError } from '../errors.js';
+import { findNode } from '../node-selection.js';
 import type { Inventory, NodeFileSet, NodeModel, RenderedFile, Secrets } from '../model.js';
 import { k3sConfig, k3sDataDir, nodePassword, shortHash } from './k3s.js';
 import { renderNetworkConfig } from './network.js';
@@ -34,8 +35,6 @@ export const PI_OS_DEFAULT_GROUPS = [
   'lpadmin',
 ] as const;
 
-const SAFE_PATH = /^\/[A-Za-z0-9._/@+-]*$/;
-const SAFE_DEVICE = /^(\/[A-Za-z0-9._/:@+=-]+|(LABEL|UUID|PARTUUID|PARTLABEL)=[A-Za-z0-9._:+-]+)$/;
 
 function checkInputs(inventory: Inventory, node: NodeModel, secrets: Secrets, opts: RenderOptions): void {
   const { cluster } = inventory;
@@ -58,30 +57,11 @@ function checkInputs(inventory: Inventory, node: NodeModel, secrets: Secrets, op
       });
     }
   }
-  if (cluster.admin.sshKeys.length === 0) {
-    throw new InputError(`${cluster.source}: admin.sshKeys is empty, so ${node.hostname} would be unreachable`, {
-      hint: 'add at least one SSH public key (e.g. the contents of ~/.ssh/id_ed25519.pub) to admin.sshKeys',
-    });
-  }
   if (!Number.isInteger(opts.buildYear) || opts.buildYear < 2000 || opts.buildYear > 9999) {
     throw new InputError(`build year ${String(opts.buildYear)} is not a plausible year`);
   }
-  if (!cluster.k3s.version && !cluster.k3s.channel) {
-    throw new InputError(`${cluster.source}: k3s needs a version (e.g. v1.33.5+k3s1) or a channel`);
-  }
-  const disk = node.dataDisk;
-  if (disk) {
-    if (!SAFE_PATH.test(disk.mountPoint) || disk.mountPoint === '/') {
-      throw new InputError(`${node.source}: dataDisk.mountPoint ${JSON.stringify(disk.mountPoint)} is not a usable mount point`, {
-        hint: 'use an absolute path without spaces, e.g. /var/lib/rancher',
-      });
-    }
-    if (!SAFE_DEVICE.test(disk.device)) {
-      throw new InputError(`${node.source}: dataDisk.device ${JSON.stringify(disk.device)} is not a device path`, {
-        hint: 'use a stable device path such as /dev/disk/by-label/rancher or /dev/disk/by-uuid/<uuid>',
-      });
-    }
-  }
+  // Inventory rules (admin.sshKeys, k3s version or channel, dataDisk device and mount point …) are
+  // checked by the staged validator (src/core/inventory) only: a validated inventory renders.
 }
 
 /**
@@ -259,15 +239,6 @@ function renderWith(
   return { node: node.hostname, instanceId, files: [files[0]!, metaData, ...files.slice(1)] };
 }
 
-function findNode(inventory: Inventory, hostname: string): NodeModel {
-  const node = inventory.nodes.find((n) => n.hostname === hostname);
-  if (!node) {
-    throw new InputError(`no node named ${hostname} in the inventory`, {
-      hint: `known nodes: ${inventory.nodes.map((n) => n.hostname).join(', ') || '(none)'}`,
-    });
-  }
-  return node;
-}
 
 /**
  * Render one node's files: boot-partition seed (`user-data`, `meta-data`, `network-config`) and, for

@@ -233,7 +233,7 @@ function checkBaselineCharts(baseline: Baseline, snapshot: ClusterSnapshot): Che
 
 /**
  * Runs every check. Throws nothing: an unknown `--node` is the caller's InputError (see
- * unknownNodeNames). Results come in a stable order: per inventory node (inventory order, checks in
+ * assertKnownNodes in src/core/node-selection.ts). Results come in a stable order: per inventory node (inventory order, checks in
  * the order listed above), then unknown nodes (by name), then the baseline.
  */
 export function runChecks(inventory: Inventory, snapshot: ClusterSnapshot, opts: VerifyOptions = {}): CheckResult[] {
@@ -274,12 +274,6 @@ export function runChecks(inventory: Inventory, snapshot: ClusterSnapshot, opts:
     out.push(...checkBaselineCharts(opts.baseline, snapshot));
   }
   return out;
-}
-
-/** `--node` names the inventory does not know (the caller turns them into an InputError). */
-export function unknownNodeNames(inventory: Inventory, names: readonly string[]): string[] {
-  const known = new Set(inventory.nodes.map((n) => n.hostname));
-  return names.filter((n) => !known.has(n));
 }
 
 export interface CheckSummary {

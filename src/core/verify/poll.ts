@@ -3,12 +3,11 @@
  * command wires them to the real clock and src/adapters/kube.ts), so this stays deterministic and
  * unit-testable with a fake clock.
  */
+import type { Clock } from '../clock.js';
 import type { CheckResult } from './checks.js';
 import { summarize } from './checks.js';
 
-export interface PollDeps<S> {
-  now(): number;
-  sleep(ms: number): Promise<void>;
+export interface PollDeps<S> extends Clock {
   /** one snapshot of the cluster; must give up after timeoutMs */
   snapshot(timeoutMs: number): Promise<S>;
   /** errors worth retrying under --wait (API not up yet); others (401, TLS) end the loop at once */

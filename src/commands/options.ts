@@ -1,0 +1,30 @@
+/**
+ * How pi-image reads its command line, for every command at once:
+ * - last value wins: a flag given twice (`--root a --root b`) takes its last value, as with ssh and
+ *   kubectl; only options declared as arrays collect values (applied centrally by
+ *   `lastValueWins` in src/core/last-value.ts, a yargs middleware installed in src/cli.ts);
+ * - shared option builders, so the same flag is spelled, defaulted and described the same way in
+ *   every command. Defaults live in src/core/defaults.ts.
+ */
+import { DEFAULT_BUILD_DIR } from '../core/defaults.js';
+
+/** `[nodes..]`: hostnames from the inventory (with --all as the alternative). */
+export const nodesPositional = (describe = 'hostnames from the inventory') => ({ type: 'string' as const, array: true as const, default: [] as string[], describe });
+
+/** --all: every node of the inventory. */
+export const allOption = (describe = 'every node of the inventory') => ({ type: 'boolean' as const, default: false, describe });
+
+/** --build-dir: where `pi-image build` wrote <node>.img and <node>.json. */
+export const buildDirOption = (describe = 'where node images and build records are') => ({ type: 'string' as const, default: DEFAULT_BUILD_DIR as string, describe });
+
+/** --kubeconfig */
+export const kubeconfigOption = (describe = 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)') => ({ type: 'string' as const, describe });
+
+/** --context (of a kubeconfig) */
+export const kubeContextOption = (describe = 'kubeconfig context (default: its current-context)') => ({ type: 'string' as const, describe });
+
+/** --identity: the admin user's SSH private key. */
+export const identityOption = (describe = 'SSH private key (default: $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519)') => ({ type: 'string' as const, describe });
+
+/** --allow-loop: hidden test override for flash targets. */
+export const allowLoopOption = () => ({ type: 'boolean' as const, default: false, hidden: true, describe: 'test override: accept loop devices' });
