@@ -12,12 +12,13 @@
  * A new image is produced under a temporary name, checked, and only then renamed over
  * images/<name>.img: a failed fetch or import leaves the entry as it was.
  */
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InputError, IoError } from '../core/errors.js';
 import { type Compression, cachedImageName } from '../core/catalogue.js';
 import { withLock } from './lock.js';
+import { atomicWriteFile } from './atomic-write.js';
 
 /** The cache directory from the environment (see module comment). */
 export function cacheDir(env: NodeJS.ProcessEnv = process.env, home: string = homedir()): string {
@@ -117,14 +118,7 @@ export async function readCacheRecord(dir: string, name: string): Promise<CacheR
 
 export async function writeCacheRecord(dir: string, record: CacheRecord): Promise<void> {
   const p = entryPaths(dir, record.name).sidecar;
-  const tmp = `${p}.tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
-    await rename(tmp, p);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw new IoError(`cannot write ${p}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
-  }
+  await atomicWriteFile(p, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
 }
 
 /** The identity of a file (size, mtime, inode); undefined when it does not exist. */

@@ -9,7 +9,7 @@
  * Nothing here prints, and no message carries a secret value or key material. Every value read or
  * written is registered with src/adapters/secret-values.ts for the CLI's output mask.
  */
-import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Decrypter, Encrypter, armor } from 'age-encryption';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
@@ -17,6 +17,9 @@ import { type SecretsStore, parseStore, serializeStore } from '../core/secrets.j
 import type { LoadedKey } from './age-key.js';
 import { withLock } from './lock.js';
 import { rememberSecretValues } from './secret-values.js';
+import { atomicWriteFile } from './atomic-write.js';
+
+const INVENTORY_WRITABLE = 'check that the inventory directory exists and is writable';
 
 export const SECRETS_FILE = 'secrets.age';
 export const RECIPIENTS_FILE = 'secrets.recipients';
@@ -105,24 +108,10 @@ export async function appendRecipient(inventoryDir: string, recipient: string, c
     existing = '# age public keys that can decrypt secrets.age (one per line). Managed by `pi-image secrets recipients add`.\n';
   }
   const sep = existing === '' || existing.endsWith('\n') ? '' : '\n';
-  await atomicWrite(file, `${existing}${sep}# ${comment}\n${recipient}\n`, 0o644);
+  await atomicWriteFile(file, `${existing}${sep}# ${comment}\n${recipient}\n`, { mode: 0o644, hint: INVENTORY_WRITABLE });
 }
 
 // ─── the encrypted file ────────────────────────────────────────────────────────────────────────
-
-async function atomicWrite(file: string, contents: string, mode: number): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, contents, { mode });
-    await chmod(tmp, mode);
-    await rename(tmp, file);
-  } catch (e) {
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw new IoError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
-      hint: 'check that the inventory directory exists and is writable',
-    });
-  }
-}
 
 function rememberValues(store: SecretsStore): void {
   rememberSecretValues(Object.values(store.secrets).flatMap((e) => (e?.value ? [e.value] : [])));
@@ -209,6 +198,6 @@ export async function writeStore(inventoryDir: string, key: LoadedKey, store: Se
   if ((await d.decrypt(armor.decode(armored), 'text')) !== plaintext) {
     throw new IoError('encrypting the secrets store did not round-trip; nothing was written');
   }
-  await atomicWrite(secretsFilePath(inventoryDir), armored, 0o644);
+  await atomicWriteFile(secretsFilePath(inventoryDir), armored, { mode: 0o644, hint: INVENTORY_WRITABLE });
   return recipients;
 }
