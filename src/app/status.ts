@@ -6,6 +6,7 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { loadInventory } from './inventory.js';
 import type { SshAuth, SshAuthOptions, SshExecOptions, SshExecResult } from '../adapters/ssh.js';
+import { unknownNodes, unknownNodesError } from '../core/node-selection.js';
 import { InputError, PiImageError } from '../core/errors.js';
 import { type NodeStatus, parseJoinStatus, parseStatusProbe, STATUS_FILE, statusProbeCommand } from '../core/status.js';
 
@@ -52,11 +53,8 @@ export async function runStatus(o: StatusOptions, ports: StatusPorts): Promise<S
   }
   if (o.timeoutMs <= 0) throw new InputError('--timeout must be more than 0', { hint: 'e.g. --timeout 15s' });
   const inventory = await loadInventory(o.inventoryDir, { cwd: o.cwd });
-  const known = inventory.nodes.map((n) => n.hostname);
-  const unknown = o.nodes.filter((n) => !known.includes(n));
-  if (unknown.length > 0) {
-    throw new InputError(`${unknown.join(', ')}: not in the inventory ${o.inventoryDir}`, { hint: `known nodes: ${known.join(', ')}` });
-  }
+  const unknown = unknownNodes(inventory, o.nodes);
+  if (unknown.length > 0) throw unknownNodesError(inventory, unknown);
   if (o.all && o.nodes.length > 0) throw new InputError('give node names or --all, not both', { hint: 'e.g. `pi-image status pi-cluster-2` or `pi-image status --all`' });
   const selected = o.all || o.nodes.length === 0 ? inventory.nodes : inventory.nodes.filter((n) => o.nodes.includes(n.hostname));
   if (o.host && selected.length !== 1) {

@@ -119,7 +119,7 @@ describe.skipIf(!isRoot)('pi-image status against a real sshd on 127.0.0.1', () 
   it('bad selections are input errors', async () => {
     const unknown = await status(['pi-cluster-9']);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toContain('pi-cluster-9: not in the inventory');
+    expect(unknown.stderr).toContain('pi-cluster-9 is not in the inventory');
     const twoHosts = await status(['pi-cluster-3', 'pi-cluster-4', '--host', '127.0.0.1']);
     expect(twoHosts.code).toBe(2);
     expect(twoHosts.stderr).toContain('--host names one address');
