@@ -165,9 +165,11 @@ async function diffNode(ctx: NodeContext): Promise<NodeDiff> {
 
   const notes: string[] = [];
   const rendered = new Map<string, NowFile>();
+  // rendered files a build writes into the boot partition and the rootfs (the rootfs ones, such as the
+  // cloud-init seed-mount drop-in, are in the build record too)
   for (const f of set.files) {
-    if (f.target !== 'boot') continue;
-    rendered.set(`boot:${f.path}`, { target: 'boot', contents: f.contents, secret: f.secret, digest: fileDigest(f, secrets), ...(f.secret ? {} : { sha: sha256(f.contents) }) });
+    if (f.target !== 'boot' && f.target !== 'root') continue;
+    rendered.set(`${f.target}:${f.path}`, { target: f.target, contents: f.contents, secret: f.secret, digest: fileDigest(f, secrets), ...(f.secret ? {} : { sha: sha256(f.contents) }) });
   }
   for (const p of await currentPayload(inv, set)) rendered.set(`root:${p.dest}`, { target: 'root', source: p.source, secret: false });
 
@@ -220,9 +222,9 @@ async function diffNode(ctx: NodeContext): Promise<NodeDiff> {
         );
         continue;
       }
-      // rootfs payload: text files read back and diffed, the rest (k3s binary, image tarballs) by hash
-      const nowData = now?.source ? await readFile(now.source) : undefined;
-      if (rec && nowData && TEXT_PAYLOAD.test(path) && rec.bytes <= 4 * 1024 * 1024) {
+      // rootfs files (rendered ones and the payload): text files read back and diffed, the rest (k3s binary, image tarballs) by hash
+      const nowData = now?.source ? await readFile(now.source) : now?.contents !== undefined ? Buffer.from(now.contents) : undefined;
+      if (rec && nowData && !secret && TEXT_PAYLOAD.test(path) && rec.bytes <= 4 * 1024 * 1024) {
         const builtData = await ext4ReadFile(root, path);
         files.push(contentDiff({ node: set.node, target, path, secret, built: builtData.toString('utf8'), rendered: nowData.toString('utf8'), mask }));
       } else {
