@@ -205,6 +205,45 @@ describe('pollChecks (fake clock)', () => {
     expect(sleeps).toEqual([5000, 5000, 2000]);
   });
 
+  it('a round the deadline cuts short after an answered round gives that round\'s results, not an API error', async () => {
+    const c = clock();
+    const cut = new Error('no answer within the deadline');
+    let calls = 0;
+    const out = await pollChecks(
+      {
+        ...c,
+        snapshot: async (ms) => {
+          calls += 1;
+          if (calls === 1) return [bad];
+          c.advance(ms); // a loaded machine: the second snapshot runs until the deadline aborts it
+          throw cut;
+        },
+        isRetryable: () => false,
+        evaluate: (s) => s,
+      },
+      { timeoutMs: 8000, intervalMs: 200, wait: true },
+    );
+    expect(out).toEqual({ results: [bad], rounds: 2, timedOut: true });
+    // an API that went down before the deadline is still reported as down
+    const down = new Error('ECONNREFUSED');
+    const seq: (CheckResult[] | Error)[] = [[bad], down, down, down];
+    await expect(
+      pollChecks(
+        {
+          ...clock(),
+          snapshot: async () => {
+            const next = seq.shift() ?? down;
+            if (next instanceof Error) throw next;
+            return next;
+          },
+          isRetryable: () => true,
+          evaluate: (s: CheckResult[]) => s,
+        },
+        { timeoutMs: 3000, intervalMs: 1000, wait: true },
+      ),
+    ).rejects.toBe(down);
+  });
+
   it('stops at once on an error that is not retryable, and rethrows the last error at the deadline', async () => {
     const c = clock();
     const fatal = new Error('401');

@@ -47,6 +47,9 @@ export async function pollChecks<S>(deps: PollDeps<S>, opts: PollOptions): Promi
       if (!opts.wait || summarize(results).ok) return { results, rounds, timedOut: false };
       deps.onRound?.({ results, remainingMs: deadline - deps.now() });
     } catch (error) {
+      // The deadline cut this round short after an earlier round had answered: the operator gets
+      // that round's results (timed out), not an API error the deadline itself caused.
+      if (opts.wait && last !== undefined && lastError === undefined && deps.now() >= deadline) break;
       if (!opts.wait || !deps.isRetryable(error)) throw error;
       lastError = error;
       deps.onRound?.({ error, remainingMs: deadline - deps.now() });
