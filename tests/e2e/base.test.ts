@@ -124,9 +124,12 @@ describe.skipIf(!isRoot)('e2e: Pi-OS-shaped trixie base boots under QEMU with a 
   };
 
   it('userconf-pi\'s rename service holds first boot, as on a Lite image, until it is stopped', async () => {
-    const state = await ssh('echo "target=$(systemctl is-active multi-user.target) userconfig=$(systemctl is-active userconfig.service) enabled=$(systemctl is-enabled userconfig.service) cloud-init=$(cloud-init status | sed -n \'s/^status: //p\') pi=$(id -u pi) $(sudo -n passwd -S pi | cut -d" " -f2)"');
+    // a target whose start job waits on another unit is "inactive" with a queued job (systemctl list-jobs:
+    // JOB UNIT TYPE STATE), not "activating"
+    const state = await ssh('echo "target=$(systemctl is-active multi-user.target) job=$(systemctl list-jobs --no-legend | awk \'$2 == "multi-user.target" {print $3 "/" $4}\') userconfig=$(systemctl is-active userconfig.service) enabled=$(systemctl is-enabled userconfig.service) cloud-init=$(cloud-init status | sed -n \'s/^status: //p\') pi=$(id -u pi) $(sudo -n passwd -S pi | cut -d" " -f2)"');
     console.log(`[e2e base] before stopping userconfig.service: ${state.trim()}`);
-    expect(state).toContain('target=activating');
+    expect(state).toContain('target=inactive');
+    expect(state).toContain('job=start/waiting');
     expect(state).toContain('userconfig=activating');
     expect(state).toContain('enabled=enabled');
     expect(state).toContain('cloud-init=running');
