@@ -4,17 +4,14 @@ import { printJson } from '../app/io.js';
 import { DEFAULT_REMOTE_KUBECONFIG, kubeconfigPorts, runKubeconfig } from '../app/kubeconfig.js';
 import { parseDuration } from '../core/verify/duration.js';
 import type { GlobalArgs } from './context.js';
+import { sshTargetOptions, type SshTargetArgs } from './options.js';
 
-interface KubeconfigArgs extends GlobalArgs {
+interface KubeconfigArgs extends GlobalArgs, SshTargetArgs {
   merge: boolean;
   force: boolean;
   context?: string;
   out?: string;
-  identity?: string;
-  'known-hosts'?: string;
   host?: string;
-  'ssh-port': number;
-  user?: string;
   'remote-path': string;
   timeout: string;
   switch: boolean;
@@ -30,11 +27,8 @@ export const kubeconfigCommand: CommandModule<GlobalArgs, KubeconfigArgs> = {
       .option('context', { type: 'string', describe: 'name for the cluster/user/context (default: the cluster name)' })
       .option('out', { type: 'string', describe: 'file to write (default: ~/.kube/<name>.yaml; with --merge: the file to merge into)' })
       .option('switch', { type: 'boolean', default: true, describe: 'with --merge: make the new context current (--no-switch keeps the current one)' })
-      .option('identity', { type: 'string', describe: 'SSH private key (default: $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519); ssh-agent ($SSH_AUTH_SOCK) is tried first' })
-      .option('known-hosts', { type: 'string', describe: 'known_hosts file pi-image pins host keys in (default: ~/.config/pi-image/known_hosts)' })
+      .options(sshTargetOptions())
       .option('host', { type: 'string', describe: "server address to SSH to (default: the first server's IP from the inventory)" })
-      .option('ssh-port', { type: 'number', default: 22, describe: 'SSH port' })
-      .option('user', { type: 'string', describe: "SSH user (default: the inventory's admin user)" })
       .option('remote-path', { type: 'string', default: DEFAULT_REMOTE_KUBECONFIG, describe: 'where k3s wrote its kubeconfig on the server' })
       .option('timeout', { type: 'string', default: '30s', describe: 'deadline for connecting, logging in and reading the file' })
       .example('$0 kubeconfig --merge', 'add the cluster as a context to ~/.kube/config')

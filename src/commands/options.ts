@@ -26,5 +26,24 @@ export const kubeContextOption = (describe = 'kubeconfig context (default: its c
 /** --identity: the admin user's SSH private key. */
 export const identityOption = (describe = 'SSH private key (default: $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519)') => ({ type: 'string' as const, describe });
 
+/**
+ * How pi-image reaches a node over SSH (kubeconfig, status): key (ssh-agent first), pinned host
+ * keys, port and user. Spread into a yargs `.options({...})` call.
+ */
+export const sshTargetOptions = () => ({
+  identity: identityOption('SSH private key (default: $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519); ssh-agent ($SSH_AUTH_SOCK) is tried first'),
+  'known-hosts': { type: 'string' as const, describe: 'known_hosts file pi-image pins host keys in (default: ~/.config/pi-image/known_hosts)' },
+  'ssh-port': { type: 'number' as const, default: 22, describe: 'SSH port' },
+  user: { type: 'string' as const, describe: "SSH user (default: the inventory's admin user)" },
+});
+
+/** The arguments `sshTargetOptions` declares, as yargs hands them to a handler. */
+export interface SshTargetArgs {
+  identity?: string;
+  'known-hosts'?: string;
+  'ssh-port': number;
+  user?: string;
+}
+
 /** --allow-loop: hidden test override for flash targets. */
 export const allowLoopOption = () => ({ type: 'boolean' as const, default: false, hidden: true, describe: 'test override: accept loop devices' });

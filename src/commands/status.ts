@@ -5,16 +5,13 @@ import { runStatus, statusPorts } from '../app/status.js';
 import { renderStatusTable, STATUS_FILE } from '../core/status.js';
 import { parseDuration } from '../core/verify/duration.js';
 import type { GlobalArgs } from './context.js';
+import { sshTargetOptions, type SshTargetArgs } from './options.js';
 import { ChecksFailedError } from '../core/errors.js';
 
-interface StatusArgs extends GlobalArgs {
+interface StatusArgs extends GlobalArgs, SshTargetArgs {
   node?: string[];
   all: boolean;
-  identity?: string;
-  'known-hosts'?: string;
   host?: string;
-  'ssh-port': number;
-  user?: string;
   'remote-path': string;
   timeout: string;
 }
@@ -26,11 +23,8 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
     y
       .positional('node', { type: 'string', array: true, describe: 'node hostnames (default: every node)' })
       .option('all', { type: 'boolean', default: false, describe: 'every node of the inventory (the default)' })
-      .option('identity', { type: 'string', describe: 'SSH private key (default: $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519); ssh-agent ($SSH_AUTH_SOCK) is tried first' })
-      .option('known-hosts', { type: 'string', describe: 'known_hosts file pi-image pins host keys in (default: ~/.config/pi-image/known_hosts)' })
+      .options(sshTargetOptions())
       .option('host', { type: 'string', describe: "with one node: the address to SSH to (default: the node's inventory address)" })
-      .option('ssh-port', { type: 'number', default: 22, describe: 'SSH port' })
-      .option('user', { type: 'string', describe: "SSH user (default: the inventory's admin user)" })
       .option('remote-path', { type: 'string', default: STATUS_FILE, describe: 'where the join script writes its status on the node' })
       .option('timeout', { type: 'string', default: '15s', describe: 'deadline per node for connecting, logging in and reading' })
       .example('$0 status', 'every node, as a table')
