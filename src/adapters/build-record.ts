@@ -2,20 +2,20 @@
  * Reads and writes build records (`<build-dir>/<node>.json`). The format and its checks are in
  * src/core/build-record.ts; this module only moves the bytes.
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, readFile, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { type BuildRecord, parseBuildRecord, serializeBuildRecord } from '../core/build-record.js';
 import { IoError } from '../core/errors.js';
-import { atomicWriteFile } from './atomic-write.js';
+import { atomicTempPath, atomicWriteFile, fsyncDir } from './atomic-write.js';
 
 /** Where the record of `node` lives in a build directory. */
 export function recordPath(buildDir: string, node: string): string {
   return join(buildDir, `${node}.json`);
 }
 
-/** The record next to an image file: `x.img` → `x.json`. */
+/** The record next to an image file: `x.img`, `x.img.zst`, `x.img.xz` → `x.json`. */
 export function recordPathForImage(image: string): string {
-  return `${image.replace(/\.img$/, '')}.json`;
+  return `${image.replace(/\.img(\.(zst|xz))?$/, '')}.json`;
 }
 
 /** Reads a build record; undefined when the file does not exist; InputError when it is not a valid record. */
@@ -36,4 +36,70 @@ export async function writeBuildRecord(path: string, record: BuildRecord): Promi
     mode: 0o644,
     hint: 'check that the output directory is writable and the disk is not full (or pass --out DIR)',
   });
+}
+
+export interface BuildOutputs {
+  /** the finished image under its temp name (left for the caller to remove when this throws) */
+  imageTmp: string;
+  /** where the image goes */
+  image: string;
+  record: BuildRecord;
+  recordPath: string;
+  /** other forms of the same image (`.img` for a compressed build, …): removed once the pair is in place */
+  replaces?: readonly string[];
+}
+
+/**
+ * Puts a new image and its build record in place as a pair: the record is written completely under
+ * a temp name first (a record that cannot be written stops here and the old pair stays), the old
+ * image is set aside, the new image and the record are renamed into place, and if the record's
+ * rename fails the old image comes back. Never a new image beside an old record, nor a record
+ * describing an image that is not there. Other forms of the image (the raw one after a compressed
+ * build, or the reverse) are removed afterwards, so no stale image stays beside the record.
+ */
+export async function commitBuildOutputs(o: BuildOutputs): Promise<void> {
+  const hint = 'check that the output directory is writable and the disk is not full (or pass --out DIR); the earlier image and record are unchanged';
+  const fail = (what: string, cause: unknown): IoError =>
+    new IoError(`cannot write build record ${o.recordPath}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}${what}`, { hint, cause });
+  const recordTmp = atomicTempPath(o.recordPath);
+  try {
+    const fh = await open(recordTmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(serializeBuildRecord(o.record));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (cause) {
+    await rm(recordTmp, { force: true }).catch(() => undefined);
+    throw fail('', cause);
+  }
+  const backup = `${o.image}.old-${process.pid}`;
+  let hadOld = false;
+  try {
+    try {
+      await rename(o.image, backup);
+      hadOld = true;
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw cause;
+    }
+    await rename(o.imageTmp, o.image);
+    try {
+      await rename(recordTmp, o.recordPath);
+    } catch (cause) {
+      // the new image must not stay beside the old record: put the old image back
+      await rename(o.image, o.imageTmp).catch(() => undefined);
+      if (hadOld) await rename(backup, o.image);
+      hadOld = false;
+      throw fail(' (the new image was not kept)', cause);
+    }
+  } catch (cause) {
+    if (hadOld) await rename(backup, o.image).catch(() => undefined);
+    await rm(recordTmp, { force: true }).catch(() => undefined);
+    if (cause instanceof IoError) throw cause;
+    throw new IoError(`cannot put ${o.image} in place: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { hint, cause });
+  }
+  if (hadOld) await rm(backup, { force: true });
+  for (const other of o.replaces ?? []) if (other !== o.image) await rm(other, { force: true });
+  await fsyncDir(dirname(o.recordPath));
 }

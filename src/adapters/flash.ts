@@ -1,11 +1,16 @@
 /**
  * Writes an image to a block device and proves it landed.
  *
+ * The image is raw, or an xz / zstd stream (told apart by its first bytes, whatever its name): a
+ * compressed image is decompressed while it is written and again while it is verified, so the
+ * compressed bytes never reach the card. A file whose first sector holds no partition table is not a
+ * disk image and is refused before the card is touched.
+ *
  * Order of work (why):
  *  1. open the device with O_EXCL — on Linux that fails with EBUSY while any partition is mounted
  *     or another program holds the device exclusively (mkfs, another flash, a RAID member …);
  *  2. zero the first MiB and fsync, so from here on the card carries no partition table;
- *  3. stream the image from offset 1 MiB to the end (hashing it on the way), fsync;
+ *  3. stream the (uncompressed) image from offset 1 MiB to the end (hashing it on the way), fsync;
  *  4. if the image's sha256 is not the one in the build record, stop here: the card stays
  *     unbootable (zeroed head) instead of carrying a half-correct image;
  *  5. write the first MiB (MBR + start of the boot partition) LAST, fsync — an interrupted write
@@ -19,14 +24,15 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { BuildRecord } from '../core/build-record.js';
-import { InputError, IoError } from '../core/errors.js';
+import { InputError, IoError, PiImageError } from '../core/errors.js';
 import { flushBuffers } from './blockdev.js';
 import { ext4ReadFile } from './ext4.js';
 import { fatReadFile } from './fat.js';
-import { parseMbr } from './partitions.js';
-import { spawnStream } from './process.js';
+import { parseMbr, readAt } from './partitions.js';
+import { run, spawnStream } from './process.js';
 
 export const MiB = 1024 * 1024;
 /** bytes written last (MBR, partition table and the start of the boot partition) */
@@ -118,16 +124,6 @@ async function writeAll(fh: FileHandle, buf: Buffer, position: number, device: s
   }
 }
 
-async function readFull(fh: FileHandle, buf: Buffer, length: number, position: number): Promise<number> {
-  let got = 0;
-  while (got < length) {
-    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return got;
-}
-
 async function sync(fh: FileHandle, device: string): Promise<void> {
   try {
     await fh.sync();
@@ -164,73 +160,167 @@ export async function readDeviceDirect(device: string, length: number, onChunk: 
   return bytes;
 }
 
-/** Writes `image` to `device`, verifies it, returns what happened. Throws on I/O failure (not on a verify mismatch). */
+// ── the image as a stream of bytes ───────────────────────────────────────────────────────────────
+
+export type ImageCompression = 'none' | 'xz' | 'zstd';
+
+/** What the first bytes of a file say it is: an xz or zstd stream, or (anything else) a raw image. */
+export function imageCompression(head: Uint8Array): ImageCompression {
+  const m = (sig: number[]): boolean => sig.every((b, i) => head[i] === b);
+  if (m([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) return 'xz';
+  if (m([0x28, 0xb5, 0x2f, 0xfd])) return 'zstd';
+  return 'none';
+}
+
+/**
+ * The uncompressed bytes of an image, read front to back: the file itself, or the output of
+ * `xz -dc` / `zstd -dc` (the compressed stream is never what gets written).
+ */
+class ImageReader {
+  private readonly chunks: AsyncIterator<Buffer>;
+  private pending: Buffer = Buffer.alloc(0);
+  private ended = false;
+  private constructor(
+    private readonly iterable: AsyncIterable<Buffer>,
+    private readonly finish: () => Promise<void>,
+    private readonly stop: () => void,
+  ) {
+    this.chunks = iterable[Symbol.asyncIterator]();
+  }
+
+  static open(image: string, compression: ImageCompression, chunkSize: number): ImageReader {
+    if (compression === 'none') {
+      const stream = createReadStream(image, { highWaterMark: chunkSize });
+      return new ImageReader(stream as AsyncIterable<Buffer>, async () => undefined, () => stream.destroy());
+    }
+    const child = spawnStream(compression, ['-dc', image], { what: `decompressing ${image}` });
+    child.stdin.end();
+    return new ImageReader(child.stdout as AsyncIterable<Buffer>, () => child.done.then(() => undefined), () => child.kill());
+  }
+
+  /** Up to `n` bytes (fewer only at the end of the image). */
+  async read(n: number): Promise<Buffer> {
+    while (this.pending.length < n && !this.ended) {
+      const r = await this.chunks.next();
+      if (r.done) this.ended = true;
+      else this.pending = this.pending.length === 0 ? r.value : Buffer.concat([this.pending, r.value]);
+    }
+    const out = this.pending.subarray(0, n);
+    this.pending = this.pending.subarray(out.length);
+    return out;
+  }
+
+  /** Waits for the decompressor's exit status (a damaged stream fails here). */
+  async close(): Promise<void> {
+    await this.finish();
+  }
+
+  abort(): void {
+    this.stop();
+  }
+}
+
+/** The uncompressed size of an xz or zstd file as its index/frame header records it; undefined when it does not say. */
+export async function uncompressedSize(image: string, compression: ImageCompression): Promise<number | undefined> {
+  if (compression === 'none') return (await stat(image)).size;
+  try {
+    if (compression === 'xz') {
+      const { stdout } = await run('xz', ['--robot', '--list', image], { what: `reading the index of ${image}` });
+      const totals = stdout.split('\n').find((l) => l.startsWith('totals\t'))?.split('\t');
+      const n = Number(totals?.[4]);
+      return Number.isFinite(n) && n > 0 ? n : undefined;
+    }
+    const { stdout } = await run('zstd', ['-lv', image], { what: `reading the frame header of ${image}` });
+    const m = /Decompressed Size:.*\((\d+) B\)/.exec(stdout);
+    return m ? Number(m[1]) : undefined;
+  } catch (err) {
+    throw new InputError(`${image} is not a valid ${compression} file: ${(err as Error).message.split('\n')[0] ?? ''}`, {
+      hint: 'the file may be damaged or cut short; build or download it again',
+      cause: err,
+    });
+  }
+}
+
+/** Writes `image` (raw, .xz or .zst) to `device`, verifies it, returns what happened. Throws on I/O failure (not on a verify mismatch). */
 export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
   const { image, device } = opts;
   const chunkSize = opts.chunkSize ?? 4 * MiB;
-  const size = (await stat(image)).size;
-  if (opts.record !== undefined && opts.record.image.size !== size) {
+  const fileSize = (await stat(image)).size;
+  if (opts.record !== undefined && opts.record.image.size !== fileSize) {
     throw new InputError(
-      `image ${image} has ${size} bytes but its build record says ${opts.record.image.size}; the image changed after it was built`,
+      `image ${image} has ${fileSize} bytes but its build record says ${opts.record.image.size}; the image changed after it was built`,
       { hint: 'rebuild it with `pi-image build`' },
     );
   }
+  const compression = imageCompression(await readAt(image, 0, 8));
+  // what the card must end up holding: the raw image (for a compressed build, rawSha256 in the record)
+  const expectedSha = opts.record === undefined ? undefined : compression === 'none' ? opts.record.image.sha256 : opts.record.image.rawSha256;
+  const size = await uncompressedSize(image, compression);
 
-  let src: FileHandle;
-  try {
-    src = await open(image, 'r');
-  } catch (err) {
-    throw new IoError(`cannot read image ${image}: ${(err as Error).message}`, { cause: err });
-  }
   let dst: FileHandle;
   try {
     // O_EXCL without O_CREAT on a block device: exclusive open, EBUSY when mounted / in use
     dst = await open(device, constants.O_WRONLY | constants.O_EXCL);
   } catch (err) {
-    await src.close();
     throw deviceOpenError(device, err);
   }
 
   const started = performance.now();
   const hash = createHash('sha256');
-  const headLen = Math.min(HEAD_BYTES, size);
-  const head = Buffer.alloc(headLen);
+  let head: Buffer;
   let imageSha256: string;
+  let written = 0;
+  const src = ImageReader.open(image, compression, chunkSize);
   try {
-    await readFull(src, head, headLen, 0);
-    hash.update(head);
-    // 2. no partition table while the body is being written
-    await writeAll(dst, Buffer.alloc(headLen), 0, device);
-    await sync(dst, device);
-    // 3. the body
-    const buf = Buffer.alloc(chunkSize);
-    let pos = headLen;
-    opts.onProgress?.({ phase: 'write', bytes: 0, total: size });
-    while (pos < size) {
-      const n = await readFull(src, buf, Math.min(chunkSize, size - pos), pos);
-      if (n === 0) throw new IoError(`image ${image} ended early at byte ${pos} (it is being changed while flashing?)`);
-      const chunk = buf.subarray(0, n);
-      hash.update(chunk);
-      await writeAll(dst, chunk, pos, device);
-      pos += n;
-      opts.onProgress?.({ phase: 'write', bytes: pos - headLen, total: size });
+    try {
+      head = Buffer.from(await src.read(HEAD_BYTES));
+      // a disk image starts with a partition table: anything else is refused before the card is touched
+      if ((parseMbr(head)?.partitions.length ?? 0) === 0) {
+        throw new InputError(`${image} is not a disk image: its first sector holds no partition table (MBR)${compression === 'none' ? '' : ` after ${compression} decompression`}`, {
+          hint: 'flash an image made by `pi-image build` (.img, .img.xz or .img.zst)',
+        });
+      }
+      hash.update(head);
+      // 2. no partition table while the body is being written
+      await writeAll(dst, Buffer.alloc(head.length), 0, device);
+      await sync(dst, device);
+      // 3. the body
+      let pos = head.length;
+      const total = size ?? 0;
+      opts.onProgress?.({ phase: 'write', bytes: 0, total });
+      for (;;) {
+        const chunk = await src.read(chunkSize);
+        if (chunk.length === 0) break;
+        hash.update(chunk);
+        await writeAll(dst, chunk, pos, device);
+        pos += chunk.length;
+        opts.onProgress?.({ phase: 'write', bytes: pos - head.length, total: Math.max(total, pos) });
+      }
+      await src.close();
+      written = pos;
+    } catch (err) {
+      src.abort();
+      if (err instanceof PiImageError) throw err;
+      throw new IoError(`reading ${image} failed: ${(err as Error).message}`, { hint: 'the file may be damaged or cut short; build it again', cause: err });
+    }
+    if (size !== undefined && written !== size) {
+      throw new IoError(`image ${image} gave ${written} bytes, not ${size} (it is being changed while flashing, or damaged?); the card was left without a partition table`);
     }
     await sync(dst, device);
     imageSha256 = hash.digest('hex');
     // 4. the image must be the one that was built
-    if (opts.record !== undefined && opts.record.image.sha256 !== imageSha256) {
+    if (expectedSha !== undefined && expectedSha !== imageSha256) {
       throw new IoError(
-        `image ${image} does not match its build record (sha256 ${imageSha256.slice(0, 12)}… ≠ ${opts.record.image.sha256.slice(0, 12)}…); the card was left without a partition table`,
+        `image ${image} does not match its build record (sha256 ${imageSha256.slice(0, 12)}… ≠ ${expectedSha.slice(0, 12)}…); the card was left without a partition table`,
         { hint: 'rebuild the image with `pi-image build` and flash again' },
       );
     }
     // 5. the head, last
     await writeAll(dst, head, 0, device);
     await sync(dst, device);
-    opts.onProgress?.({ phase: 'write', bytes: size, total: size });
+    opts.onProgress?.({ phase: 'write', bytes: written, total: written });
   } finally {
     await dst.close();
-    await src.close();
   }
   const writeMs = performance.now() - started;
 
@@ -239,52 +329,50 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
   const result: FlashResult = {
     device,
     image,
-    bytes: size,
+    bytes: written,
     imageSha256,
     writeMs,
     verifyMs: 0,
-    writeBytesPerSecond: writeMs > 0 ? size / (writeMs / 1000) : 0,
+    writeBytesPerSecond: writeMs > 0 ? written / (writeMs / 1000) : 0,
     verify: { result: 'skipped', files: [] },
   };
   if (opts.verify === false) return result;
 
-  // 6. read back bypassing the page cache
+  // 6. read back bypassing the page cache; besides hashing, compare with the image (decompressed
+  // again) chunk by chunk to say WHERE it differs
   const vStart = performance.now();
   await flushBuffers(device);
   const back = createHash('sha256');
   let seen = 0;
-  // besides hashing, compare with the image chunk by chunk to say WHERE it differs
-  const cmp = await open(image, 'r');
   let firstBad: number | undefined;
+  const cmp = ImageReader.open(image, compression, chunkSize);
   let read: number;
   try {
-    const want = Buffer.alloc(4 * MiB);
-    read = await readDeviceDirect(device, size, async (b) => {
+    read = await readDeviceDirect(device, written, async (b) => {
       back.update(b);
       if (firstBad === undefined) {
-        const w = want.length >= b.length ? want : Buffer.alloc(b.length);
-        const n = await readFull(cmp, w, b.length, seen);
-        if (n !== b.length || !w.subarray(0, n).equals(b)) {
+        const w = await cmp.read(b.length);
+        if (w.length !== b.length || !w.equals(b)) {
           let i = 0;
-          while (i < n && w[i] === b[i]) i++;
+          while (i < w.length && w[i] === b[i]) i++;
           firstBad = seen + i;
         }
       }
       seen += b.length;
-      opts.onProgress?.({ phase: 'verify', bytes: seen, total: size });
+      opts.onProgress?.({ phase: 'verify', bytes: seen, total: written });
     });
   } finally {
-    await cmp.close();
+    cmp.abort();
   }
   const readbackSha256 = back.digest('hex');
   result.verify.readbackSha256 = readbackSha256;
-  let ok = read === size && readbackSha256 === imageSha256;
+  let ok = read === written && readbackSha256 === imageSha256;
   if (firstBad !== undefined) result.verify.firstBadOffset = firstBad;
-  else if (read !== size) result.verify.firstBadOffset = read;
+  else if (read !== written) result.verify.firstBadOffset = read;
 
   // 7. the seed files, from the card's own partition table
   if (opts.record !== undefined && opts.record.files.length > 0) {
-    result.verify.files = await checkRecordFiles(device, head, opts.record, opts.image);
+    result.verify.files = await checkRecordFiles(device, head, opts.record, compression === 'none' ? opts.image : undefined, ok);
     if (result.verify.files.some((f) => !f.ok)) ok = false;
   }
   result.verify.result = ok ? 'ok' : 'failed';
@@ -292,7 +380,12 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
   return result;
 }
 
-async function checkRecordFiles(device: string, head: Buffer, record: BuildRecord, image: string): Promise<FileCheck[]> {
+/**
+ * Re-reads the record's files from the card. Files holding secrets have no plain hash in the record:
+ * they are compared with the raw image's copy, or — for a compressed image, which has no raw copy to
+ * read — proven by the whole card reading back equal to the image (`cardMatches`).
+ */
+async function checkRecordFiles(device: string, head: Buffer, record: BuildRecord, image: string | undefined, cardMatches: boolean): Promise<FileCheck[]> {
   await flushBuffers(device);
   const mbr = parseMbr(head);
   const boot = mbr?.partitions.find((p) => p.number === 1);
@@ -320,10 +413,13 @@ async function checkRecordFiles(device: string, head: Buffer, record: BuildRecor
     if (f.sha256 !== undefined) {
       expected = f.sha256;
       against = 'build record';
-    } else {
+    } else if (image !== undefined) {
       // a file with secrets: the record holds no plain hash, the image holds the reference copy
       expected = sha(await read(image, f.target, part.startBytes, path));
       against = 'the image';
+    } else {
+      out.push(cardMatches ? { target: f.target, path: f.path, ok: true } : { target: f.target, path: f.path, ok: false, problem: 'the card differs from the image' });
+      continue;
     }
     out.push(
       sum === expected

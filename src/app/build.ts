@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { cacheDir, cachedImagePath, readCacheRecord, trustedSha256 } from '../adapters/image-cache.js';
 import { decompressCommand, sniffCompression } from '../adapters/decompress.js';
@@ -24,20 +24,19 @@ import {
   tempPathFor,
   type TempOutputOptions,
   withTempOutput,
-  writeTempFile,
   writeRenderedFiles,
 } from '../adapters/image-files.js';
 import { type ImageLayout, inspectImage } from '../adapters/partitions.js';
 import { packagePath } from '../adapters/paths.js';
 import { run } from '../adapters/process.js';
 import { type BakePlan, buildSpaceNeeded, type HostFile, planBake } from '../core/bake.js';
-import { recordPath } from '../adapters/build-record.js';
-import { BUILD_RECORD_VERSION, type BuildRecord, serializeBuildRecord } from '../core/build-record.js';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
 import { assertKnownNodes } from '../core/node-selection.js';
 import type { Inventory, NodeFileSet, RenderedFile, Secrets } from '../core/model.js';
 import { transformCmdline } from '../core/render/cmdline.js';
 import { fileDigest, renderInventory } from './render.js';
+import { commitBuildOutputs, recordPath } from '../adapters/build-record.js';
+import { BUILD_RECORD_VERSION, type BuildRecord } from '../core/build-record.js';
 
 export interface BuildOptions {
   inventory: Inventory;
@@ -208,70 +207,18 @@ async function bakeNode(
     });
   const hash = (path: string) => fileSha256(path, undefined, shared.signal);
 
-  const payloadFiles = async () =>
-    Promise.all(
-      plan.payload.map(async (p) => {
-        const digest = await shared.payloadSha256(p.source);
-        return { target: 'root' as const, path: p.dest, mode: `0${p.mode.toString(8)}`, bytes: p.size, secret: false, sha256: digest, digest: digest.slice(0, 12) };
-      }),
-    );
-  const makeRecord = async (finalPath: string, finalSize: number): Promise<BuildRecord> => ({
-    version: BUILD_RECORD_VERSION,
-    node: plan.node,
-    role: plan.role,
-    instanceId: plan.instanceId,
-    tool: { name: 'pi-image', version: opts.toolVersion },
-    builtAt: opts.now.toISOString(),
-    base: await shared.base,
-    inputs: shared.inputs,
-    image: { path: finalPath, sha256: finalSha, size: finalSize, compress: plan.compress, rawSha256: rawSha },
-    files: [
-      ...injected.map((f) => ({
-        target: f.target as 'boot' | 'root',
-        path: f.path,
-        mode: `0${f.mode.toString(8)}`,
-        bytes: Buffer.byteLength(f.contents),
-        secret: f.secret,
-        ...(f.secret ? {} : { sha256: sha256(f.contents) }),
-        digest: fileDigest(f, secrets),
-      })),
-      ...(await payloadFiles()),
-    ],
-  });
-  // Image and record are committed as a pair: the record is written to a temp file while the image
-  // is still under its temp name (a full disk or an unwritable record fails here, and the old pair
-  // stays); then the old record goes, the image is renamed, and the record follows.
-  const recordFile = recordPath(opts.outDir, plan.node);
-  let record: BuildRecord | undefined;
-  let recordTmp: { path: string; forget: () => void } | undefined;
-  const pair = {
-    mode: PRIVATE_FILE_MODE,
-    beforeRename: async (tmp: string) => {
-      record = await makeRecord(plan.output, (await stat(tmp)).size);
-      recordTmp = await writeTempFile(recordFile, serializeBuildRecord(record), 0o644);
-      await rm(recordFile, { force: true });
-    },
-    afterRename: async () => {
-      await rename(recordTmp!.path, recordFile);
-      recordTmp!.forget();
-      recordTmp = undefined;
-    },
-  };
-
+  // the finished image stays under a temp name until it is put in place together with its record
+  const finalTmp = tempPathFor(plan.output);
+  const unregisterFinal = removeOnSignal(finalTmp);
   try {
+    await rm(finalTmp, { force: true });
     if (plan.compress === 'none') {
-      await withTempOutput(
-        rawOut,
-        async (tmp) => {
-          await write(tmp);
-          rawSha = await shared.finishing(() => hash(tmp));
-          finalSha = rawSha;
-          await shared.base; // the base checked out before the image appears
-        },
-        pair,
-      );
+      await write(finalTmp);
+      rawSha = await shared.finishing(() => hash(finalTmp));
+      await shared.base; // the base checked out before the image appears
+      finalSha = rawSha;
     } else {
-      // the raw image only ever exists under a temp name; the compressed one is renamed into place
+      // the raw image only ever exists under a temp name
       const kind = plan.compress;
       const rawTmp = tempPathFor(rawOut);
       const unregister = removeOnSignal(rawTmp);
@@ -281,27 +228,65 @@ async function bakeNode(
           rawSha = await hash(rawTmp);
           await shared.base; // the base checked out before the image appears
           progress('compress', 0.85);
-          await compressFile(rawTmp, plan.output, kind, {
-            ...pair,
-            beforeRename: async (tmp) => {
-              finalSha = await hash(tmp);
-              await pair.beforeRename(tmp);
-            },
-          });
+          await compressFile(rawTmp, finalTmp, kind, { mode: PRIVATE_FILE_MODE });
+          finalSha = await hash(finalTmp);
         });
       } finally {
         await rm(rawTmp, { force: true });
         unregister();
       }
     }
+    const record = await recordOf(finalTmp);
+    await chmod(finalTmp, PRIVATE_FILE_MODE); // the image holds the node's secrets
+    await commitBuildOutputs({
+      imageTmp: finalTmp,
+      image: plan.output,
+      record,
+      recordPath: recordPath(opts.outDir, plan.node),
+      // a build replaces the other forms of the node's image: no stale one stays beside the record
+      replaces: ['', '.zst', '.xz'].map((ext) => `${rawOut}${ext}`),
+    });
+    progress('done', 1);
+    return record;
   } finally {
-    if (recordTmp) {
-      recordTmp.forget();
-      await rm(recordTmp.path, { force: true });
-    }
+    await rm(finalTmp, { force: true });
+    unregisterFinal();
   }
-  progress('done', 1);
-  return record!;
+
+  /** The build record of the finished image (not yet in place). */
+  async function recordOf(image: string): Promise<BuildRecord> {
+    const finalSize = (await stat(image)).size;
+    const payloadFiles = await Promise.all(
+      plan.payload.map(async (p) => {
+        const digest = await shared.payloadSha256(p.source);
+        return { target: 'root' as const, path: p.dest, mode: `0${p.mode.toString(8)}`, bytes: p.size, secret: false, sha256: digest, digest: digest.slice(0, 12) };
+      }),
+    );
+    const record: BuildRecord = {
+      version: BUILD_RECORD_VERSION,
+      node: plan.node,
+      role: plan.role,
+      instanceId: plan.instanceId,
+      tool: { name: 'pi-image', version: opts.toolVersion },
+      builtAt: opts.now.toISOString(),
+      base: await shared.base,
+      inputs: shared.inputs,
+      image: { path: plan.output, sha256: finalSha, size: finalSize, compress: plan.compress, rawSha256: rawSha },
+      files: [
+        ...injected.map((f) => ({
+          target: f.target as 'boot' | 'root',
+          path: f.path,
+          mode: `0${f.mode.toString(8)}`,
+          bytes: Buffer.byteLength(f.contents),
+          secret: f.secret,
+          ...(f.secret ? {} : { sha256: sha256(f.contents) }),
+          digest: fileDigest(f, secrets),
+        })),
+        ...payloadFiles,
+      ],
+    };
+    return record;
+  }
 }
 
 type Limiter = <R>(task: () => Promise<R>) => Promise<R>;

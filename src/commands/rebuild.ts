@@ -10,7 +10,6 @@ import { parseDuration } from '../core/verify/duration.js';
 import type { GlobalArgs } from './context.js';
 import { DEFAULT_EVIDENCE_DIR } from '../core/defaults.js';
 import { operatorName } from '../core/operator.js';
-import { systemClock } from '../adapters/clock.js';
 import { systemUser } from '../adapters/system.js';
 import { allowLoopOption, buildDirOption, kubeconfigOption, kubeContextOption } from './options.js';
 
@@ -65,9 +64,8 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
       .example('$0 rebuild pi-cluster-3 --device /dev/sdb', 'the drill with a 60 min budget; evidence in docs/governance/reviews/')
       .example('$0 rebuild pi-cluster-3 --netboot /srv/netboot --budget 30m --yes -o json', 'a netbooted node, machine-readable'),
   handler: async (argv) => {
-    // loaded here, not at start-up: these pull in heavy libraries every other command would pay for
-    const { runRebuildDrill } = await import('../app/rebuild.js');
-    const { loadKubeConfig, resolveKubeconfigPath } = await import('../adapters/kube.js');
+    // loaded here, not at start-up: the drill pulls in heavy libraries every other command would pay for
+    const { defaultRebuildPorts, runRebuildDrill } = await import('../app/rebuild.js');
     const out = argv.ctx.io;
     if ((argv.device === undefined) === (argv.netboot === undefined)) {
       throw new InputError('give either --device /dev/X or --netboot DIR (one of them)', { hint: `e.g. \`pi-image rebuild ${argv.node} --device /dev/sdb\`` });
@@ -79,7 +77,14 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
     if (intervalMs <= 0) throw new InputError('--interval must be more than 0', { hint: 'e.g. --interval 5s' });
     if (drainTimeoutMs <= 0) throw new InputError('--drain-timeout must be more than 0', { hint: 'e.g. --drain-timeout 5m' });
     const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
-    const kube = loadKubeConfig(resolveKubeconfigPath({ flag: argv.kubeconfig, env: out.env, cwd: out.cwd }), argv.context);
+    const ports = defaultRebuildPorts({
+      ...(argv.kubeconfig === undefined ? {} : { kubeconfig: argv.kubeconfig }),
+      ...(argv.context === undefined ? {} : { context: argv.context }),
+      inventory,
+      env: out.env,
+      cwd: out.cwd,
+      toolVersion: toolVersion(),
+    });
     const target: RebuildTarget =
       argv.netboot !== undefined
         ? { mode: 'netboot', root: abs(out.cwd, argv.netboot), ...(argv.server === undefined ? {} : { server: argv.server }) }
@@ -93,7 +98,6 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
         node: argv.node,
         target,
         budgetMs,
-        kube,
         skipDrain: argv['skip-drain'],
         drainTimeoutMs,
         resetNodePassword: argv['reset-node-password'],
@@ -103,11 +107,7 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
         evidenceRoot: abs(out.cwd, argv['evidence-dir']),
         operator,
         toolVersion: toolVersion(),
-        env: out.env,
         cwd: out.cwd,
-      },
-      {
-        ...systemClock,
         log: (line) => out.err(`${line}\n`),
         ...(out.prompt ? { prompt: out.prompt } : {}),
         onBuildProgress: (phase, fraction) => {
@@ -122,6 +122,7 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
           out.err(`${p.phase === 'write' ? 'writing' : 'verifying'}: ${pct}%\n`);
         },
       },
+      ports,
     );
     if (argv.output === 'json') printJson(out, { evidenceDir, ...evidence });
     else out.out(renderDrillText(evidence, displayPath(evidenceDir, out.cwd)));

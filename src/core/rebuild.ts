@@ -5,7 +5,7 @@
  * milliseconds from src/app/rebuild.ts, every cluster fact as a V1Node / V1Pod object.
  *
  * Phases, in order (each one timed; any may be `skipped`):
- *   preflight → cordon → drain → reset-node-password → build → flash | netboot → rejoin → uncordon
+ *   preflight → cordon → drain → reset-node-password → build → remove-node → flash | netboot → rejoin → uncordon
  */
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { evidenceFolderName } from './evidence.js';
@@ -13,7 +13,7 @@ import type { Inventory } from './model.js';
 import { type CheckResult, type ClusterSnapshot, runChecks, summarize } from './verify/checks.js';
 import { formatDuration } from './verify/duration.js';
 
-export const PHASES = ['preflight', 'cordon', 'drain', 'reset-node-password', 'build', 'flash', 'netboot', 'rejoin', 'uncordon'] as const;
+export const PHASES = ['preflight', 'cordon', 'drain', 'reset-node-password', 'build', 'remove-node', 'flash', 'netboot', 'rejoin', 'uncordon'] as const;
 export type PhaseName = (typeof PHASES)[number];
 export type PhaseStatus = 'ok' | 'skipped' | 'failed';
 

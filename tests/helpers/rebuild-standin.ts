@@ -10,6 +10,12 @@
  * with a new bootID — unless k3s would reject it: its node-password Secret exists and the reflashed
  * node's password does not match (`passwordMatches: false`); then the old Node object comes back
  * as Ready=Unknown with the old boot, and stays so until the Secret is deleted.
+ *
+ * A server (a Node with the node-role.kubernetes.io/etcd label) is refused the same way while its
+ * old Node object exists: k3s removes a server's etcd member only when its Node is deleted
+ * (k3s-io/k3s pkg/etcd/member_controller.go, onRemove), and the reflashed server, whose etcd name
+ * is `<node>-<new random suffix>`, is refused while a member of the same node name is there
+ * (pkg/etcd/etcd.go, join: "duplicate node name found, please use a unique name for this node").
  */
 import { randomUUID } from 'node:crypto';
 import type { KubeApiStandin, StandinRoute } from './kube-api-standin.js';
@@ -168,6 +174,15 @@ export class RebuildStandin {
         this.events.push(`node gone ${sim.node}`);
       }
       if (Date.now() - triggeredAt < sim.rejoinAfterMs) return;
+      // k3s pkg/etcd/etcd.go join(): the old etcd member of this node name is still there
+      const isServer = (stash?.['metadata'] as { labels?: Record<string, string> } | undefined)?.labels?.['node-role.kubernetes.io/etcd'] === 'true';
+      if (stash && isServer && !this.deletedNodes.has(sim.node)) {
+        if (!this.node(sim.node)) {
+          this.api.nodes.push(staleUnknown(stash));
+          this.events.push(`etcd join refused ${sim.node}: duplicate node name found, please use a unique name for this node`);
+        }
+        return;
+      }
       const secretName = `${sim.node}.node-password.k3s`;
       if (this.secret('kube-system', secretName) && sim.passwordMatches === false) {
         // k3s: "Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-passwd entry"

@@ -159,7 +159,7 @@ describe('pi-image build', () => {
     expect(existsSync(join(out, 'pi-cluster-2.img'))).toBe(false);
     const raw = await execa('zstd', ['-dc', record.image.path], { encoding: 'buffer', maxBuffer: 2 ** 31 });
     expect(sha(Buffer.from(raw.stdout))).toBe(record.image.rawSha256);
-  });
+  }, 240_000);
 
   it('builds from the cache by name, and refuses a cached base whose contents changed since it was fetched', async () => {
     // a test base under its own name: a catalogue name would keep the catalogue's sha256 check

@@ -190,7 +190,8 @@ describe.skipIf(!canUseLoop)('pi-image flash on a loop device', () => {
     await writeFile(join(build, 'x.json'), JSON.stringify(rec));
     const r = await cli(['flash', '--image', copy, '--device', loop!, '--yes', '--allow-loop', '-o', 'json'], { cwd: dir });
     expect(r.code).toBe(4);
-    const report = JSON.parse(r.stdout) as { verify: { result: string; files: { path: string; ok: boolean; problem?: string }[] } };
+    // -o json: the report, then the error as its own JSON document
+    const report = JSON.parse(r.stdout.slice(0, r.stdout.indexOf('\n}\n') + 2)) as { verify: { result: string; files: { path: string; ok: boolean; problem?: string }[] } };
     expect(report.verify.result).toBe('failed');
     expect(report.verify.files.filter((f) => !f.ok).map((f) => f.path)).toEqual(['user-data']);
     expect(report.verify.files.find((f) => !f.ok)?.problem).toMatch(/sha256 .* ≠ build record/);
@@ -247,6 +248,54 @@ describe.skipIf(!canUseLoop)('pi-image flash on a loop device', () => {
     const f = await cli(['flash', NODE, '--device', img.path, '--yes', '--allow-loop'], { cwd: dir });
     expect(f.code).toBe(2);
     expect(f.stderr).toMatch(/is not a block device/);
+  });
+
+  it('flashes .img.zst and .img.xz (by --image and by node name) to a card byte-identical to the raw image, decompressing while writing', async () => {
+    const rawSha = sha256(imageBytes);
+    const record = JSON.parse(await readFile(img.record, 'utf8')) as { image: Record<string, unknown> };
+    for (const [ext, tool] of [['zst', 'zstd'], ['xz', 'xz']] as const) {
+      const out = join(dir, `build-${ext}`);
+      await mkdir(out, { recursive: true });
+      const z = join(out, `${NODE}.img.${ext}`);
+      await execa('sh', ['-c', `${tool} -q -c -T2 "$1" > "$2"`, 'sh', img.path, z]);
+      const zBytes = await readFile(z);
+      // the record of a compressed build: sha256/size of the file, rawSha256 of what goes on the card
+      await writeFile(join(out, `${NODE}.json`), JSON.stringify({ ...record, image: { ...record.image, path: z, sha256: sha256(zBytes), size: zBytes.length, compress: tool, rawSha256: rawSha } }, null, 2));
+      for (const args of ext === 'zst' ? [['--image', z], [NODE, '--build-dir', out]] : [[NODE, '--build-dir', out]]) {
+        await scribble();
+        const r = await cli(['flash', ...args, '--device', loop!, '--yes', '--allow-loop', '-o', 'json'], { cwd: dir });
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+        const report = JSON.parse(r.stdout) as { image: string; bytes: number; imageSha256: string; buildRecord: string | null; verify: { result: string; readbackSha256: string; files: { ok: boolean }[] } };
+        expect(report.image).toBe(z);
+        expect(report.buildRecord).toBe(join(out, `${NODE}.json`));
+        expect(report.bytes).toBe(imageBytes.length);
+        expect(report.imageSha256).toBe(rawSha);
+        expect(report.verify.result).toBe('ok');
+        expect(report.verify.files.length).toBe(Object.keys(img.seed).length);
+        expect(report.verify.files.every((f) => f.ok)).toBe(true);
+        // what is on the medium is the raw image, never the compressed stream
+        expect(sha256(await readDirect(loop!, imageBytes.length))).toBe(rawSha);
+      }
+    }
+  }, 300_000);
+
+  it('refuses a file that is not a disk image (random bytes) before touching the card, and never reports "verify: ok"', async () => {
+    await scribble();
+    const before = sha256(await readDirect(loop!, 4 * MiB));
+    const junk = join(dir, 'random.img');
+    await execa('dd', ['if=/dev/urandom', `of=${junk}`, 'bs=1M', 'count=8', 'status=none']);
+    const r = await cli(['flash', '--image', junk, '--device', loop!, '--yes', '--allow-loop'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/random\.img is not a disk image: its first sector holds no partition table/);
+    expect(r.stdout).not.toMatch(/verify: ok/);
+    expect(sha256(await readDirect(loop!, 4 * MiB))).toBe(before);
+    // a zstd stream of random bytes is refused the same way after decompression
+    const zjunk = join(dir, 'random.img.zst');
+    await execa('sh', ['-c', `zstd -q -c "$1" > "$2"`, 'sh', junk, zjunk]);
+    const z = await cli(['flash', '--image', zjunk, '--device', loop!, '--yes', '--allow-loop'], { cwd: dir });
+    expect(z.code, z.stderr).toBe(2);
+    expect(z.stderr).toMatch(/is not a disk image: .* after zstd decompression/);
+    expect(sha256(await readDirect(loop!, 4 * MiB))).toBe(before);
   });
 
   it('says which image is missing', async () => {

@@ -117,10 +117,10 @@ function netbootArgs(s: Setup): string[] {
 }
 
 /** The evidence folder a run named on stderr, parsed. */
-function evidenceOf(r: CliResult): { dir: string; json: RebuildEvidence; readme: string } {
+function evidenceOf(r: CliResult, root = inv.root): { dir: string; json: RebuildEvidence; readme: string } {
   const m = /^evidence: (.+)\/$/m.exec(r.stderr);
   expect(m, r.stderr).not.toBeNull();
-  const dir = join(inv.root, m![1]!);
+  const dir = join(root, m![1]!);
   const json = JSON.parse(readFileSync(join(dir, 'evidence.json'), 'utf8')) as RebuildEvidence;
   return { dir, json, readme: readFileSync(join(dir, 'README.md'), 'utf8') };
 }
@@ -172,6 +172,7 @@ describe.skipIf(!canUseLoop)('pi-image rebuild (stand-in cluster)', () => {
       ['drain', 'ok'],
       ['reset-node-password', 'skipped'],
       ['build', 'ok'],
+      ['remove-node', 'skipped'],
       ['flash', 'skipped'],
       ['netboot', 'ok'],
       ['rejoin', 'ok'],
@@ -358,7 +359,7 @@ describe.skipIf(!canUseLoop)('pi-image rebuild (stand-in cluster)', () => {
     let dev: string | undefined;
     try {
       dev = await attachLoop(join(s.work, 'card.bin'), 160 * 1024 * 1024);
-      // without --yes the flash asks for the device name, as `pi-image flash` does: a wrong answer stops the drill
+      // without --yes the drill asks for the device name first, as `pi-image flash` does: a wrong answer stops it before it starts
       const asked: string[] = [];
       const wrong = await cli(['rebuild', NODE, '--kubeconfig', s.kubeconfig, '--base', base.path, '--device', dev, '--allow-loop'], {
         cwd: inv.root,
@@ -371,12 +372,11 @@ describe.skipIf(!canUseLoop)('pi-image rebuild (stand-in cluster)', () => {
       expect(wrong.code, wrong.stderr).toBe(2);
       expect(asked[0]).toContain(`Type the device name (${dev.replace('/dev/', '')})`);
       expect(wrong.stderr).toContain('does not match');
-      const stopped = evidenceOf(wrong).json;
-      expect(stopped.verdict).toBe('aborted');
-      expect(phase(stopped, 'flash')?.status).toBe('failed');
-      expect(stopped.cordonAtEnd).toMatch(/left cordoned/);
-      // uncordon by hand (as the evidence says), then the drill with --yes
-      delete (s.sim.node(NODE)!['spec'] as { unschedulable?: boolean }).unschedulable;
+      // the card is confirmed before the drill starts: nothing in the cluster changed, nothing was built
+      expect(wrong.stderr).not.toMatch(/^evidence: /m);
+      expect(s.sim.events).toEqual([]);
+      expect((s.sim.node(NODE)!['spec'] as { unschedulable?: boolean }).unschedulable).toBeUndefined();
+      expect(existsSync(join(inv.root, 'build', 'images', `${NODE}.img.tmp-${process.pid}`))).toBe(false);
 
       const listed = () => s.api.requests.some((q) => q.method === 'GET' && q.path === '/api/v1/nodes');
       s.sim.simulateReflash({ node: NODE, trigger: listed, rejoinAfterMs: 500, fresh });
@@ -397,6 +397,66 @@ describe.skipIf(!canUseLoop)('pi-image rebuild (stand-in cluster)', () => {
       await detachLoop(dev);
     }
   }, 120_000);
+
+  it('rebuilds a server: deletes its old Node (and so its etcd member) before the export, so k3s lets the reflashed server join', async () => {
+    // a second server (joins pi-cluster-1's embedded etcd), netbooted
+    const files = sampleFiles();
+    files[`${NODE}.yaml`] = `${files[`${NODE}.yaml`]!.replace(/^role: agent$/m, 'role: server').replace(/^boot: .*$/m, 'boot: netboot')}dataDisk:\n  device: /dev/disk/by-label/rancher\n`;
+    // three servers: embedded etcd keeps quorum while one is rebuilt
+    files['pi-cluster-2.yaml'] = files['pi-cluster-2.yaml']!.replace(/^role: agent$/m, 'role: server');
+    const sinv = writeInventory(files);
+    try {
+      const senv = { ...env, XDG_CONFIG_HOME: join(sinv.root, 'config') };
+      const init = await cli(['secrets', 'init'], { cwd: sinv.root, env: senv });
+      expect(init.code, init.stderr).toBe(0);
+      const sinventory = await loadInventory(sinv.dir);
+      const s = await setup();
+      s.api.nodes = healthyNodes(sinventory);
+      const serverNode = () => healthyNodes(sinventory).find((n) => (n['metadata'] as { name: string }).name === NODE)!;
+      expect((s.sim.node(NODE)!['metadata'] as { labels: Record<string, string> }).labels['node-role.kubernetes.io/etcd']).toBe('true');
+      s.sim.simulateReflash({ node: NODE, trigger: exported(s), rejoinAfterMs: 300, fresh: serverNode });
+      const r = await cli(['rebuild', NODE, '--kubeconfig', s.kubeconfig, '--base', base.path, '--interval', '250ms', ...netbootArgs(s), '--budget', '5m'], { cwd: sinv.root, env: senv });
+      expect(r.code, r.stderr).toBe(0);
+      const ev = evidenceOf(r, sinv.root);
+      expect(ev.json.role).toBe('server');
+      expect(ev.json.verdict).toBe('pass');
+      expect(phase(ev.json, 'remove-node')?.status).toBe('ok');
+      const events = s.sim.events;
+      expect(events.filter((e) => e.startsWith('etcd join refused'))).toEqual([]);
+      // the Node went after the evictions and before the export made the node reboot
+      expect(events.indexOf(`delete node ${NODE}`)).toBeGreaterThan(events.lastIndexOf('evict apps/db-0'));
+      expect(events.indexOf(`delete node ${NODE}`)).toBeLessThan(events.indexOf(`node gone ${NODE}`));
+      expect(events.indexOf(`node back ${NODE}`)).toBeGreaterThan(events.indexOf(`node gone ${NODE}`));
+      expect(ev.json.verify!.checks.find((c) => c.name === 'rebooted')?.message).toMatch(/registered anew/);
+      expect(ev.json.cordonAtEnd).toBe('schedulable (registered afresh)');
+    } finally {
+      sinv.cleanup();
+    }
+  }, 120_000);
+
+  it('the stand-in refuses a reflashed server whose old Node was not deleted ("duplicate node name found")', async () => {
+    const files = sampleFiles();
+    files[`${NODE}.yaml`] = `${files[`${NODE}.yaml`]!.replace(/^role: agent$/m, 'role: server')}`;
+    files['pi-cluster-2.yaml'] = files['pi-cluster-2.yaml']!.replace(/^role: agent$/m, 'role: server');
+    const sinventory = await (async () => {
+      const w = writeInventory(files);
+      try {
+        return await loadInventory(w.dir);
+      } finally {
+        w.cleanup();
+      }
+    })();
+    const s = await setup();
+    s.api.nodes = healthyNodes(sinventory);
+    let reflashed = false;
+    s.sim.simulateReflash({ node: NODE, trigger: () => reflashed, rejoinAfterMs: 0, fresh: () => healthyNodes(sinventory).find((n) => (n['metadata'] as { name: string }).name === NODE)! });
+    reflashed = true;
+    await new Promise((res) => setTimeout(res, 300));
+    expect(s.sim.events).toContain(`etcd join refused ${NODE}: duplicate node name found, please use a unique name for this node`);
+    expect(s.sim.events).not.toContain(`node back ${NODE}`);
+    const stale = s.sim.node(NODE)!;
+    expect(((stale['status'] as { conditions: { type: string; status: string }[] }).conditions.find((c) => c.type === 'Ready'))?.status).toBe('Unknown');
+  });
 
   it('refuses the cluster-init server before touching anything', async () => {
     const s = await setup();
