@@ -24,20 +24,6 @@ const IO_MODULES = [
 
 const layer = (groups, message) => ({ group: groups, message });
 
-/**
- * Commands that still import adapters directly, until their use case moves to src/app (issue 11).
- * Shrink this list as commands become thin; never add to it.
- */
-const COMMANDS_NOT_YET_THIN = [
-  'src/commands/build.ts',
-  'src/commands/diff.ts',
-  'src/commands/flash.ts',
-  'src/commands/images.ts',
-  'src/commands/netboot.ts',
-  'src/commands/rebuild.ts',
-  'src/commands/secrets.ts',
-];
-
 export default tseslint.config(
   { ignores: ['dist/**', 'build/**', 'node_modules/**', 'coverage/**'] },
   js.configs.recommended,
@@ -83,7 +69,6 @@ export default tseslint.config(
   },
   {
     files: ['src/commands/**/*.ts'],
-    ignores: COMMANDS_NOT_YET_THIN,
     rules: {
       '@typescript-eslint/no-restricted-imports': [
         'error',

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import yargs, { type Argv, type CommandModule, type MiddlewareFunction } from 'yargs';
 import { type Io, processIo } from './app/io.js';
 import { toolVersion } from './app/version.js';
-import { resetSecretValuesSeen, secretValuesSeen } from './adapters/secret-values.js';
+import { SecretValues, withSecretValues } from './adapters/secret-values.js';
 import { redact } from './core/redact.js';
 import { installInterruptHandlers } from './adapters/terminal.js';
 import { EXIT_CODES, IoError, PiImageError } from './core/errors.js';
@@ -158,9 +158,9 @@ export function createParser(argv: readonly string[], cmds: CommandModule<any, a
 /** Runs the CLI with the given arguments; resolves to the exit code. Never calls process.exit. */
 export async function runCli(argv: readonly string[], rawIo: Io = processIo(), clock: Clock = systemClock): Promise<number> {
   // Last line of defence: any secret value this run decrypted is masked in everything it prints.
-  resetSecretValuesSeen();
+  const secrets = new SecretValues();
   const mask = (t: string) => {
-    const values = secretValuesSeen();
+    const values = secrets.values();
     return values.length ? redact(t, values) : t;
   };
   // with -o json a run prints one document: a command that printed its report before failing keeps
@@ -184,9 +184,11 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo(), c
   try {
     let printed = '';
     // no arguments at all: the help, as kubectl and git do (exit 0); the run context reaches every handler as argv.ctx
-    await parser.parseAsync(argv.length === 0 ? ['--help'] : [...argv], { ctx }, (_err, _argv, output) => {
-      printed = output;
-    });
+    await withSecretValues(secrets, () =>
+      parser.parseAsync(argv.length === 0 ? ['--help'] : [...argv], { ctx }, (_err, _argv, output) => {
+        printed = output;
+      }),
+    );
     if (printed) io.out(printed.endsWith('\n') ? printed : `${printed}\n`);
     exitCode = EXIT_CODES.ok;
   } catch (error) {

@@ -11,7 +11,12 @@
  *   pi-cluster-2: seed 40% (40/100)                      steps, with a phase
  */
 import { MultiBar } from 'cli-progress';
-import type { Io } from '../app/io.js';
+
+/** Where progress is drawn: standard error, and whether it is a terminal (the commands' Io fits). */
+export interface ProgressOutput {
+  err(text: string): void;
+  isTTY: boolean;
+}
 
 export type ProgressUnit = 'bytes' | 'steps';
 
@@ -79,7 +84,7 @@ function percent(done: number, total: number | undefined): number | undefined {
   return total > 0 ? Math.min(100, Math.floor((done / total) * 100)) : 100;
 }
 
-export function createProgress(io: Io, opts: ProgressOptions = {}): ProgressReporter {
+export function createProgress(io: ProgressOutput, opts: ProgressOptions = {}): ProgressReporter {
   const now = opts.now ?? (() => performance.now());
   const display: Display = opts.quiet ? quiet : io.isTTY ? terminal(io, opts, now) : lines(io, opts, now);
   const reporter: ProgressReporter = {
@@ -139,7 +144,7 @@ function trackTask(total: number | undefined, show: (done: number, total: number
 }
 
 /** cli-progress bars (one MultiBar, created with the first task) written through `io.err` */
-function terminal(io: Io, opts: ProgressOptions, now: () => number): Display {
+function terminal(io: ProgressOutput, opts: ProgressOptions, now: () => number): Display {
   const stream = {
     isTTY: true,
     columns: opts.columns ?? process.stderr.columns ?? 80,
@@ -181,7 +186,7 @@ function terminal(io: Io, opts: ProgressOptions, now: () => number): Display {
 }
 
 /** plain lines for logs: by percentage and/or time, on a phase change, and a final 100 % line */
-function lines(io: Io, opts: ProgressOptions, now: () => number): Display {
+function lines(io: ProgressOutput, opts: ProgressOptions, now: () => number): Display {
   const everyPercent = opts.everyPercent;
   const everyMs = opts.everyMs ?? (everyPercent === undefined ? 10_000 : undefined);
   return {

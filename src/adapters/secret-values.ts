@@ -1,29 +1,47 @@
 /**
- * Secret values seen in this process, for the CLI's last-line-of-defence redaction (src/cli.ts
- * masks them in everything it prints). Its own module, free of dependencies, so the CLI can reset
- * and read it at start-up without loading the age library (commands load lazily).
+ * Secret values seen in one CLI run, for the CLI's last-line-of-defence redaction (src/cli.ts masks
+ * them in everything the run prints). Each run creates its own `SecretValues` and runs inside it
+ * (`withSecretValues`), so two runs in one process (the in-process tests, a library caller) never
+ * share or clear each other's values. Free of dependencies, so the CLI can create it at start-up
+ * without loading the age library (commands load lazily).
  */
-const seenValues = new Set<string>();
-const printable = new Set<string>();
+import { AsyncLocalStorage } from 'node:async_hooks';
 
-/** Remembers decrypted or written values (those allowed to print stay unmasked). */
+/** The secret values of one run. */
+export class SecretValues {
+  private readonly seen = new Set<string>();
+  private readonly printable = new Set<string>();
+
+  /** Remembers decrypted or written values (those allowed to print stay unmasked). */
+  remember(values: Iterable<string>): void {
+    for (const v of values) if (v && !this.printable.has(v)) this.seen.add(v);
+  }
+
+  /** `secrets show --reveal NAME` prints exactly this value on purpose: let it through the mask. */
+  allowToPrint(value: string): void {
+    this.printable.add(value);
+    this.seen.delete(value);
+  }
+
+  /** Every secret value decrypted or written in this run. */
+  values(): string[] {
+    return [...this.seen];
+  }
+}
+
+const currentRun = new AsyncLocalStorage<SecretValues>();
+
+/** Runs `fn` (and everything it awaits) with `values` as the run's registry. */
+export function withSecretValues<T>(values: SecretValues, fn: () => T): T {
+  return currentRun.run(values, fn);
+}
+
+/** Remembers values in the current run's registry (outside a run, e.g. a library caller: nothing to mask). */
 export function rememberSecretValues(values: Iterable<string>): void {
-  for (const v of values) if (v && !printable.has(v)) seenValues.add(v);
+  currentRun.getStore()?.remember(values);
 }
 
-/** Every secret value decrypted or written by this process. */
-export function secretValuesSeen(): string[] {
-  return [...seenValues];
-}
-
-/** Starts a new CLI run: forgets earlier values and permissions to print. */
-export function resetSecretValuesSeen(): void {
-  seenValues.clear();
-  printable.clear();
-}
-
-/** `secrets show --reveal NAME` prints exactly this value on purpose: let it through the mask. */
+/** Lets one value through the current run's mask. */
 export function allowToPrint(value: string): void {
-  printable.add(value);
-  seenValues.delete(value);
+  currentRun.getStore()?.allowToPrint(value);
 }

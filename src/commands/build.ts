@@ -3,7 +3,7 @@ import type { CommandModule } from 'yargs';
 import { buildImages } from '../app/build.js';
 import { loadInventory } from '../app/inventory.js';
 import { printJson } from '../app/io.js';
-import { createProgress, type ProgressTask } from '../adapters/progress.js';
+import { createProgress, type ProgressTask } from '../app/progress.js';
 import { describePlan } from '../core/bake.js';
 import { DEFAULT_BUILD_JOBS, DEFAULT_COMPRESS } from '../core/defaults.js';
 import { checkNodeChoice } from '../core/node-selection.js';

@@ -15,9 +15,8 @@ import {
   nodesSummaryMarkdown,
   nodesVerdict,
 } from '../core/diff.js';
-import { hostName, systemUser } from '../adapters/system.js';
 import { ChecksFailedError, InputError } from '../core/errors.js';
-import { operatorName } from '../core/operator.js';
+import { operatorAtHost } from '../app/operator.js';
 import { allOption, buildDirOption, kubeconfigOption, kubeContextOption } from './options.js';
 import { redact } from '../core/redact.js';
 import type { GlobalArgs } from './context.js';
@@ -31,11 +30,6 @@ interface DiffArgs extends GlobalArgs {
   kubeconfig?: string;
   context?: string;
   manifests?: string;
-}
-
-/** The operator (one precedence rule, src/core/operator.ts) and the machine the review was made on. */
-function who(env: NodeJS.ProcessEnv): string {
-  return `${operatorName({ env, systemUser: systemUser() })}@${hostName()}`;
 }
 
 export const diffCommand: CommandModule<GlobalArgs, DiffArgs> = {
@@ -77,7 +71,7 @@ export const diffCommand: CommandModule<GlobalArgs, DiffArgs> = {
     const inventory = await loadInventory(argv.inventory, { cwd: out.cwd });
     const meta = (name: string, command: string, secretsVersion?: number): EvidenceMeta => ({
       name,
-      who: who(out.env),
+      who: operatorAtHost(out.env),
       when: now.toISOString(),
       command,
       toolVersion: toolVersion(),

@@ -2,7 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { flashFailure, listFlashDrives, runFlash } from '../app/flash.js';
 import { printJson } from '../app/io.js';
-import { createProgress } from '../adapters/progress.js';
+import { createProgress } from '../app/progress.js';
 import { formatCandidates } from '../core/device-list.js';
 import { humanSize } from '../core/devices.js';
 import { errorJson } from '../core/error-json.js';

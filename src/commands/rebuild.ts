@@ -9,8 +9,7 @@ import { renderDrillText } from '../core/rebuild.js';
 import { parseDuration } from '../core/verify/duration.js';
 import type { GlobalArgs } from './context.js';
 import { DEFAULT_EVIDENCE_DIR } from '../core/defaults.js';
-import { operatorName } from '../core/operator.js';
-import { systemUser } from '../adapters/system.js';
+import { currentOperator } from '../app/operator.js';
 import { allowLoopOption, buildDirOption, kubeconfigOption, kubeContextOption } from './options.js';
 
 interface RebuildArgs extends GlobalArgs {
@@ -89,7 +88,7 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
       argv.netboot !== undefined
         ? { mode: 'netboot', root: abs(out.cwd, argv.netboot), ...(argv.server === undefined ? {} : { server: argv.server }) }
         : { mode: 'device', device: argv.device ?? '', yes: argv.yes, allowLoop: argv['allow-loop'] || out.env.PI_IMAGE_ALLOW_LOOP === '1' };
-    const operator = operatorName({ flag: argv.operator, env: out.env, systemUser: systemUser() });
+    const operator = currentOperator({ flag: argv.operator, env: out.env });
     let lastFlash = '';
     let lastBuild = '';
     const { evidence, evidenceDir } = await runRebuildDrill(

@@ -8,11 +8,8 @@ import { installInterruptHandlers } from '../../src/adapters/terminal.js';
 
 installInterruptHandlers();
 const progress = createProgress({
-  out: (t) => process.stdout.write(t),
   err: (t) => process.stderr.write(t),
   isTTY: true,
-  env: process.env,
-  cwd: process.cwd(),
 });
 const task = progress.task('writing', 100);
 task.update(40, 'seed');
