@@ -287,6 +287,29 @@ async function debugfsRead(v: Ext4Volume, command: string, opts: RunOptions): Pr
   return { stdout: res.stdout, errors };
 }
 
+/**
+ * Runs read-only debugfs commands in one process (a script on stdin); returns each command's output.
+ * For walks that would otherwise start one debugfs per path.
+ */
+export async function ext4Batch(v: Ext4Volume, commands: readonly string[], what: string): Promise<string[]> {
+  if (commands.length === 0) return [];
+  const { stdout } = await runBuffer('debugfs', ['-f', '-', target(v)], { input: commands.join('\n') + '\n', what });
+  const text = Buffer.from(stdout).toString('utf8');
+  // debugfs echoes each command as "debugfs: <command>" before its output
+  const sections = text.split(/^debugfs: /m).slice(1);
+  if (sections.length !== commands.length) {
+    throw new IoError(`debugfs (${what}) answered ${sections.length} of ${commands.length} commands`);
+  }
+  return sections.map((s) => s.slice(s.indexOf('\n') + 1));
+}
+
+/** Copies the whole filesystem into the existing directory `dest` (`debugfs rdump`; owners and modes are the caller's to set). */
+export async function ext4Rdump(v: Ext4Volume, dest: string): Promise<void> {
+  const { stdout, stderr } = await run('debugfs', ['-R', `rdump / ${dest}`, target(v)], { what: `extracting the root filesystem of ${v.image}` });
+  const problems = `${stdout}\n${stderr}`.split('\n').filter((l) => /rdump: |while /.test(l));
+  if (problems.length > 0) throw new IoError(`extracting the root filesystem of ${v.image} failed`, { details: problems.slice(0, 10) });
+}
+
 /** Metadata of `path` (not following a final symlink), or undefined when it does not exist. */
 export async function ext4Stat(v: Ext4Volume, path: string): Promise<Ext4Stat | undefined> {
   const p = ext4Path(path);

@@ -90,6 +90,17 @@ export async function fatReadFile(v: FatVolume, path: string): Promise<Buffer> {
   return Buffer.from(stdout);
 }
 
+/** Copies one file out of the partition to `dest` on the build machine. */
+export async function fatCopyOut(v: FatVolume, path: string, dest: string): Promise<void> {
+  const p = fatPath(path);
+  await run('mcopy', ['-n', '-i', drive(v), `::${p}`, dest], mopts(`copying ${p} out of the boot partition`));
+}
+
+/** Copies the whole partition (directories included, modification times kept) into the existing directory `dest`. */
+export async function fatCopyTreeOut(v: FatVolume, dest: string): Promise<void> {
+  await run('mcopy', ['-s', '-n', '-m', '-i', drive(v), '::/*', `${dest}/`], mopts(`copying the boot partition of ${v.image}`));
+}
+
 /** Reads a text file (UTF-8). */
 export async function fatReadText(v: FatVolume, path: string): Promise<string> {
   return (await fatReadFile(v, path)).toString('utf8');

@@ -20,12 +20,12 @@ import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, rename, rm
 import { dirname, join } from 'node:path';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
 import { netbootCmdline, netbootFstab, type NetbootNodePlan, type NetbootPlan } from '../core/netboot.js';
-import { fatListAll, fatReadFile } from './fat.js';
+import { ext4Batch, ext4Rdump, ext4Stat, type Ext4Volume } from './ext4.js';
+import { fatCopyTreeOut, fatListAll, fatReadFile } from './fat.js';
 import { inspectImage, type ImageLayout } from './partitions.js';
-import { run, runBuffer } from './process.js';
+import { run } from './process.js';
 import { atomicWriteFile } from './atomic-write.js';
 
-const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1' };
 
 export interface RootfsStats {
   entries: number;
@@ -64,10 +64,7 @@ export const SEED_FILES: readonly string[] = ['meta-data', 'user-data', 'network
 export async function copyBootPartition(image: string, layout: ImageLayout, dest: string): Promise<number> {
   await mkdir(dest, { recursive: false, mode: 0o700 });
   await chmod(dest, 0o700);
-  await run('mcopy', ['-s', '-n', '-m', '-i', `${image}@@${layout.boot.startBytes}`, '::/*', `${dest}/`], {
-    env: MTOOLS_ENV,
-    what: `copying the boot partition of ${image}`,
-  });
+  await fatCopyTreeOut({ image, offset: layout.boot.startBytes }, dest);
   // FAT names are case-insensitive: USER-DATA is the same file to cloud-init's reader on a card
   for (const e of await readdir(dest)) {
     if (SEED_FILES.includes(e.toLowerCase())) await rm(join(dest, e), { recursive: true, force: true });
@@ -123,25 +120,12 @@ function dq(p: string): string {
   return `"${p}"`;
 }
 
-/** Runs debugfs read-only with a command script on stdin; returns stdout split per command. */
-async function debugfsBatch(target: string, commands: readonly string[], what: string): Promise<string[]> {
-  if (commands.length === 0) return [];
-  const { stdout } = await runBuffer('debugfs', ['-f', '-', target], { input: commands.join('\n') + '\n', what });
-  const text = Buffer.from(stdout).toString('utf8');
-  // debugfs echoes each command as "debugfs: <command>" before its output
-  const sections = text.split(/^debugfs: /m).slice(1);
-  if (sections.length !== commands.length) {
-    throw new IoError(`debugfs (${what}) answered ${sections.length} of ${commands.length} commands`);
-  }
-  return sections.map((s) => s.slice(s.indexOf('\n') + 1));
-}
-
 /** Every inode in the filesystem with mode and owner, walking the tree level by level. */
-export async function listExt4Tree(target: string): Promise<Entry[]> {
+export async function listExt4Tree(root: Ext4Volume): Promise<Entry[]> {
   const out: Entry[] = [];
   let level = ['/'];
   while (level.length > 0) {
-    const sections = await debugfsBatch(target, level.map((d) => `ls -p ${dq(d)}`), 'listing the root filesystem');
+    const sections = await ext4Batch(root, level.map((d) => `ls -p ${dq(d)}`), 'listing the root filesystem');
     const next: string[] = [];
     sections.forEach((section, i) => {
       const dir = level[i] ?? '/';
@@ -167,9 +151,9 @@ export async function listExt4Tree(target: string): Promise<Entry[]> {
 }
 
 /** Major/minor numbers of device inodes (debugfs `stat`). */
-async function deviceNumbers(target: string, paths: readonly string[]): Promise<Map<string, [number, number]>> {
+async function deviceNumbers(root: Ext4Volume, paths: readonly string[]): Promise<Map<string, [number, number]>> {
   const res = new Map<string, [number, number]>();
-  const sections = await debugfsBatch(target, paths.map((p) => `stat ${dq(p)}`), 'reading device numbers');
+  const sections = await ext4Batch(root, paths.map((p) => `stat ${dq(p)}`), 'reading device numbers');
   sections.forEach((s, i) => {
     const m = /Device major\/minor number:\s*(\d+):(\d+)/.exec(s);
     const p = paths[i];
@@ -189,11 +173,9 @@ export async function extractRootfs(image: string, layout: ImageLayout, dest: st
     });
   }
   const t0 = performance.now();
-  const target = `${image}?offset=${layout.root.startBytes}`;
+  const target: Ext4Volume = { image, offset: layout.root.startBytes };
   await mkdir(dest, { recursive: false, mode: 0o700 });
-  const { stdout, stderr } = await run('debugfs', ['-R', `rdump / ${dest}`, target], { what: `extracting the root filesystem of ${image}` });
-  const problems = `${stdout}\n${stderr}`.split('\n').filter((l) => /rdump: |while /.test(l));
-  if (problems.length > 0) throw new IoError(`extracting the root filesystem of ${image} failed`, { details: problems.slice(0, 10) });
+  await ext4Rdump(target, dest);
 
   const entries = await listExt4Tree(target);
   const stats: RootfsStats = { entries: entries.length, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, ms: 0 };
@@ -241,11 +223,9 @@ export async function extractRootfs(image: string, layout: ImageLayout, dest: st
     await chown(p, e.uid, e.gid);
     await chmod(p, e.mode & 0o7777);
   }
-  const root = await runBuffer('debugfs', ['-R', 'stat /', target], { what: 'reading the root directory' });
-  const rm0 = /Mode:\s+0?([0-7]+)/.exec(Buffer.from(root.stdout).toString('utf8'));
-  const ru = /User:\s+(\d+)\s+Group:\s+(\d+)/.exec(Buffer.from(root.stdout).toString('utf8'));
-  await chown(dest, Number(ru?.[1] ?? 0), Number(ru?.[2] ?? 0));
-  await chmod(dest, parseInt(rm0?.[1] ?? '755', 8) & 0o7777);
+  const top = await ext4Stat(target, '/');
+  await chown(dest, top?.uid ?? 0, top?.gid ?? 0);
+  await chmod(dest, top?.mode ?? 0o755);
   stats.ms = performance.now() - t0;
   return stats;
 }

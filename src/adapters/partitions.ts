@@ -176,6 +176,22 @@ export async function readAt(path: string, position: number, length: number): Pr
  * Reads and checks the partition layout of a Raspberry Pi OS image. Throws InputError naming the
  * image and what is wrong (GPT, missing FAT or ext4 partition, wrong label, truncated image).
  */
+/** Byte offset of the first (FAT boot) partition of an MBR image. */
+export async function bootPartitionOffset(image: string): Promise<number> {
+  let sector0: Buffer;
+  try {
+    sector0 = await readAt(image, 0, SECTOR);
+  } catch (e) {
+    throw new IoError(`cannot read ${image}`, { cause: e });
+  }
+  const mbr = parseMbr(sector0);
+  const p1 = mbr?.partitions.find((p) => p.number === 1);
+  if (mbr === undefined || p1 === undefined) {
+    throw new IoError(`${image} has no MBR partition 1 (expected a Raspberry Pi OS layout: p1 FAT bootfs, p2 ext4 rootfs)`);
+  }
+  return p1.startBytes;
+}
+
 export async function inspectImage(path: string, opts: InspectOptions = {}): Promise<ImageLayout> {
   let sizeBytes: number;
   try {

@@ -12,7 +12,10 @@
  *   const r = await vmExec(vm, 'cloud-init status --long', { user: 'admin', identityFile: key });
  *   await vm.stop();                                     // ACPI-less virt: power button via QMP, then kill
  *
- * The serial console goes to `vm.consoleLog` (a file). SSH is forwarded from 127.0.0.1:<sshPort>.
+ * The serial console goes to `vm.consoleLog` (a file). SSH is forwarded from 127.0.0.1:<sshPort>
+ * (user networking), or the guest sits on a tap device of a LAN the caller made (`network.kind:
+ * 'tap'`, optionally inside a network namespace: `netns`). The argument list itself is pure:
+ * `qemuArgs` in src/core/qemu-args.ts; this module owns the process.
  */
 import { execa, type ResultPromise } from 'execa';
 import type { SshFailure } from './ssh.js';
@@ -22,10 +25,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EnvironmentError, IoError } from '../core/errors.js';
-import { parseMbr, readAt } from './partitions.js';
-import { installHint, requireTools, run, runBuffer } from './process.js';
+import { parseConfigTxt, qemuArgs, virtCmdline, type VmNetwork } from '../core/qemu-args.js';
+import { fatCopyOut, fatList, fatReadText } from './fat.js';
+import { bootPartitionOffset } from './partitions.js';
+import { installHint, requireTools, run } from './process.js';
 
-const MTOOLS_ENV: Record<string, string> = { MTOOLS_SKIP_CHECK: '1' };
+export type { TapNetwork, UserNetwork, VmNetwork } from '../core/qemu-args.js';
 export const QEMU_BINARY = 'qemu-system-aarch64';
 
 // ── boot files ───────────────────────────────────────────────────────────────────────────────────
@@ -49,51 +54,14 @@ export interface ExtractBootFilesOptions {
   tmpRoot?: string;
 }
 
-/** Byte offset of the first (FAT boot) partition of an MBR image. */
-export async function bootPartitionOffset(image: string): Promise<number> {
-  let sector0: Buffer;
-  try {
-    sector0 = await readAt(image, 0, 512);
-  } catch (e) {
-    throw new IoError(`cannot read ${image}`, { cause: e });
-  }
-  const mbr = parseMbr(sector0);
-  const p1 = mbr?.partitions.find((p) => p.number === 1);
-  if (mbr === undefined || p1 === undefined) {
-    throw new IoError(`${image} has no MBR partition 1 (expected a Raspberry Pi OS layout: p1 FAT bootfs, p2 ext4 rootfs)`);
-  }
-  return p1.startBytes;
-}
-
-/** `kernel=` and `initramfs <file>` from a Pi config.txt (last one wins, section filters ignored). */
-export function parseConfigTxt(text: string): { kernel?: string; initramfs?: string } {
-  const out: { kernel?: string; initramfs?: string } = {};
-  for (const raw of text.split('\n')) {
-    const line = raw.replace(/#.*/, '').trim();
-    let m = /^kernel\s*=\s*(\S+)/.exec(line);
-    if (m?.[1] !== undefined) out.kernel = m[1];
-    m = /^initramfs\s+(\S+)/.exec(line);
-    if (m?.[1] !== undefined) out.initramfs = m[1];
-  }
-  return out;
-}
-
 /** Copies kernel, initrd and cmdline.txt out of the image's FAT partition into a temp dir. */
 export async function extractBootFiles(image: string, opts: ExtractBootFilesOptions = {}): Promise<BootFiles> {
-  await requireTools(['mcopy', 'mtype', 'mdir']);
-  const offset = await bootPartitionOffset(image);
-  const drive = `${image}@@${offset}`;
-  const listing = await run('mdir', ['-b', '-i', drive, '::/'], { env: MTOOLS_ENV, what: 'listing the boot partition' });
+  const fat = { image, offset: await bootPartitionOffset(image) };
   const names = new Map<string, string>(); // lower-case → as stored
-  for (const l of listing.stdout.split('\n')) {
-    const n = l.trim().replace(/^::\/?/, '');
-    if (n !== '') names.set(n.toLowerCase(), n);
-  }
+  for (const n of await fatList(fat, '/')) if (!n.endsWith('/')) names.set(n.toLowerCase(), n);
   const readText = async (name: string): Promise<string | undefined> => {
     const stored = names.get(name.toLowerCase());
-    if (stored === undefined) return undefined;
-    const r = await runBuffer('mtype', ['-i', drive, `::/${stored}`], { env: MTOOLS_ENV, what: `reading ${name}` });
-    return Buffer.from(r.stdout).toString('utf8');
+    return stored === undefined ? undefined : fatReadText(fat, `/${stored}`);
   };
   const config = parseConfigTxt((await readText('config.txt')) ?? '');
   const pick = (cands: readonly (string | undefined)[]): string | undefined => {
@@ -112,41 +80,17 @@ export async function extractBootFiles(image: string, opts: ExtractBootFilesOpti
   const dir = await mkdtemp(join(opts.tmpRoot ?? tmpdir(), 'pi-image-boot-'));
   try {
     const kernel = join(dir, 'kernel');
-    await run('mcopy', ['-n', '-i', drive, `::/${kernelName}`, kernel], { env: MTOOLS_ENV, what: 'extracting the kernel' });
+    await fatCopyOut(fat, `/${kernelName}`, kernel);
     let initrd: string | undefined;
     if (initrdName !== undefined) {
       initrd = join(dir, 'initrd');
-      await run('mcopy', ['-n', '-i', drive, `::/${initrdName}`, initrd], { env: MTOOLS_ENV, what: 'extracting the initrd' });
+      await fatCopyOut(fat, `/${initrdName}`, initrd);
     }
     return { dir, kernel, initrd, cmdline, cleanup: () => rm(dir, { recursive: true, force: true }) };
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
     throw e;
   }
-}
-
-// ── command line ─────────────────────────────────────────────────────────────────────────────────
-
-/**
- * The Pi's cmdline.txt adjusted for `-M virt`: drops `console=` (serial0/tty1 do not exist there),
- * `root=` (PARTUUID would work but the virt disk is always vda), Pi-firmware-only and first-boot
- * tokens (`resize`, `init=…raspberrypi…`, `splash`, `quiet`, `plymouth.*`), then puts
- * `console=ttyAMA0 root=/dev/vda2 rootwait net.ifnames=0` first. Everything else — `cgroup_*`,
- * `ds=nocloud;…`, `fsck.repair`, `rootfstype` — is kept in order. `extra` tokens are appended.
- */
-export function virtCmdline(piCmdline: string, extra: readonly string[] = []): string {
-  const drop = (t: string): boolean =>
-    t.startsWith('console=') ||
-    t.startsWith('root=') ||
-    t === 'resize' ||
-    t === 'splash' ||
-    t === 'quiet' ||
-    t.startsWith('plymouth.') ||
-    (t.startsWith('init=') && t.includes('raspberrypi')) ||
-    t === 'rootwait' ||
-    t.startsWith('net.ifnames=');
-  const kept = piCmdline.split(/\s+/).filter((t) => t !== '' && !drop(t));
-  return ['console=ttyAMA0', 'root=/dev/vda2', 'rootwait', 'net.ifnames=0', ...kept, ...extra].join(' ');
 }
 
 // ── ports ────────────────────────────────────────────────────────────────────────────────────────
@@ -173,23 +117,6 @@ export interface PortForward {
   guest: number;
 }
 
-/**
- * QEMU user-mode ("slirp") network shaped like the node's LAN, so an image with a static address
- * works: the guest is `guest` inside `cidr`, the host side (gateway, and what forwarded
- * connections come from) is `host`, DHCP would hand out `guest` too. Default: slirp's 10.0.2.0/24
- * with DHCP from 10.0.2.15, host 10.0.2.2, DNS 10.0.2.3.
- */
-export interface VmNetwork {
-  /** e.g. 192.168.50.0/24 */
-  cidr: string;
-  /** the gateway address inside cidr, e.g. 192.168.50.1 */
-  host: string;
-  /** the node's address, e.g. 192.168.50.11 */
-  guest: string;
-  /** DNS server address inside cidr (slirp default: .3 of the network) */
-  dns?: string;
-}
-
 export interface StartVmOptions {
   image: string;
   /** write changes into the image (default false: `snapshot=on`, the image file is left untouched) */
@@ -201,8 +128,10 @@ export interface StartVmOptions {
   consoleLog?: string;
   /** host port forwarded to the guest's port 22 (default: a free one) */
   sshPort?: number;
-  /** user-mode network shaped like the node's LAN (default: slirp's 10.0.2.0/24 with DHCP) */
+  /** user-mode network shaped like the node's LAN (default: slirp's 10.0.2.0/24 with DHCP), or a tap on the caller's LAN */
   network?: VmNetwork;
+  /** run QEMU inside this network namespace (`ip netns exec`): where the tap device is */
+  netns?: string;
   /** more forwards, e.g. `{ guest: 6443 }` for the Kubernetes API */
   forwards?: readonly PortForward[];
   /**
@@ -279,43 +208,32 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
   const cmdline = opts.cmdline ?? virtCmdline(boot.cmdline, opts.extraCmdline ?? []);
   const consoleLog = opts.consoleLog ?? join(boot.dir, 'console.log');
   const qmpSocket = join(boot.dir, 'qmp.sock');
-  const sshPort = opts.sshPort ?? (await freePort());
-  const ports = new Map<number, number>([[22, sshPort]]);
-  for (const f of opts.forwards ?? []) ports.set(f.guest, f.host ?? (await freePort()));
-  const net = opts.network;
-  const guestAddr = net?.guest ?? '';
-  const hostfwd = [...ports].map(([guest, host]) => `hostfwd=tcp:127.0.0.1:${host}-${guestAddr}:${guest}`).join(',');
-  const netOpts =
-    net === undefined
-      ? ''
-      : `net=${net.cidr},host=${net.host},dhcpstart=${net.guest}${net.dns === undefined ? '' : `,dns=${net.dns}`},`;
-
+  const tap = opts.network?.kind === 'tap';
+  // a tap VM is on its LAN: no forwards (sshPort 0: reach it on its address from that LAN)
+  const sshPort = tap ? 0 : (opts.sshPort ?? (await freePort()));
+  const ports = new Map<number, number>(tap ? [] : [[22, sshPort]]);
+  if (!tap) for (const f of opts.forwards ?? []) ports.set(f.guest, f.host ?? (await freePort()));
   // a given kernel comes with its own initrd (or none); the image's are used only together
-  const kernel = opts.kernel ?? boot.kernel;
-  const initrd = opts.kernel === undefined ? boot.initrd : opts.initrd;
-  const drive = `if=virtio,format=raw,file=${escapeQemuOpt(opts.image)}${opts.writable === true ? '' : ',snapshot=on'}`;
-  const args = [
-    '-M', 'virt',
-    '-cpu', opts.cpu ?? 'cortex-a72',
-    '-smp', String(opts.cpus ?? 2),
-    '-m', String(opts.memoryMiB ?? 2048),
-    '-kernel', kernel,
-    ...(initrd === undefined ? [] : ['-initrd', initrd]),
-    '-append', cmdline,
-    '-drive', drive,
-    ...(opts.disks ?? []).flatMap((d) => ['-drive', `if=virtio,format=raw,file=${escapeQemuOpt(d)}`]),
-    '-netdev', `user,id=n0,${netOpts}${hostfwd}`,
-    '-device', 'virtio-net-pci,netdev=n0,romfile=',
-    '-device', 'virtio-rng-pci',
-    '-nographic',
-    '-monitor', 'none',
-    '-chardev', `file,id=con0,path=${escapeQemuOpt(consoleLog)}`,
-    '-serial', 'chardev:con0',
-    '-qmp', `unix:${qmpSocket},server=on,wait=off`,
-    ...(opts.extraArgs ?? []),
-  ];
+  const args = qemuArgs({
+    kernel: opts.kernel ?? boot.kernel,
+    initrd: opts.kernel === undefined ? boot.initrd : opts.initrd,
+    cmdline,
+    image: opts.image,
+    ...(opts.writable === undefined ? {} : { writable: opts.writable }),
+    ...(opts.disks === undefined ? {} : { disks: opts.disks }),
+    ...(opts.cpu === undefined ? {} : { cpu: opts.cpu }),
+    ...(opts.cpus === undefined ? {} : { cpus: opts.cpus }),
+    ...(opts.memoryMiB === undefined ? {} : { memoryMiB: opts.memoryMiB }),
+    ...(opts.network === undefined ? {} : { network: opts.network }),
+    forwards: ports,
+    consoleLog,
+    qmpSocket,
+    ...(opts.extraArgs === undefined ? {} : { extraArgs: opts.extraArgs }),
+  });
+  // inside a network namespace the caller made (its bridge and taps live there)
+  const [file, argv] = opts.netns === undefined ? [QEMU_BINARY, args] : ['ip', ['netns', 'exec', opts.netns, QEMU_BINARY, ...args]];
 
-  const child: ResultPromise<{ stdin: 'ignore'; stdout: 'pipe'; stderr: 'pipe'; reject: false }> = execa(QEMU_BINARY, args, {
+  const child: ResultPromise<{ stdin: 'ignore'; stdout: 'pipe'; stderr: 'pipe'; reject: false }> = execa(file, argv, {
     stdin: 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',
@@ -469,11 +387,6 @@ export async function waitForSsh(vm: Vm, o: SshOptions & WaitOptions): Promise<n
 }
 
 // ── internals ────────────────────────────────────────────────────────────────────────────────────
-
-/** qemu -drive/-chardev option values: a comma must be doubled. */
-function escapeQemuOpt(v: string): string {
-  return v.replace(/,/g, ',,');
-}
 
 const PANIC = /Kernel panic - not syncing|initramfs: .*dropping to a shell/;
 

@@ -18,7 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sparseCopy } from '../../src/adapters/image-files.js';
 import { run } from '../../src/adapters/process.js';
-import { bootPartitionOffset, startVm, vmExec, waitForSsh, type Vm } from '../../src/adapters/qemu.js';
+import { startVm, vmExec, waitForSsh, type Vm } from '../../src/adapters/qemu.js';
+import { bootPartitionOffset } from '../../src/adapters/partitions.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BUILD_SCRIPT = join(here, 'base', 'build-base.sh');

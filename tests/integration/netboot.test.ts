@@ -206,7 +206,7 @@ describe.skipIf(!canUseLoop)('pi-image netboot', () => {
     expect([Math.floor(dev.rdev / 256), dev.rdev % 256]).toEqual([1, 3]);
     expect((await st('/run/fifo')).isFIFO()).toBe(true);
     // every inode of the image is there
-    const entries = await listExt4Tree(`${img.path}?offset=${img.rootOffset}`);
+    const entries = await listExt4Tree({ image: img.path, offset: img.rootOffset });
     for (const e of entries) {
       const got = await lstat(join(nfs, e.path));
       expect([e.path, got.mode & 0o170000, got.uid, got.gid], e.path).toEqual([e.path, e.mode & 0o170000, e.uid, e.gid]);
