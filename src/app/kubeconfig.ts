@@ -15,7 +15,9 @@ import { mergeKubeconfig, rewriteK3sKubeconfig, serializeKubeconfig } from '../c
 
 export const DEFAULT_REMOTE_KUBECONFIG = '/etc/rancher/k3s/k3s.yaml';
 
-export interface KubeconfigOptions {
+import type { SshTargetOptions } from './ssh-target.js';
+
+export interface KubeconfigOptions extends SshTargetOptions {
   inventoryDir: string;
   cwd: string;
   env: NodeJS.ProcessEnv;
@@ -28,17 +30,8 @@ export interface KubeconfigOptions {
   /** name for cluster/user/context (default: the cluster name) */
   context?: string;
   out?: string;
-  identity?: string;
-  knownHosts?: string;
-  /** default: the first server's static address, else the serverUrl's host */
-  host?: string;
-  sshPort: number;
-  /** default: the inventory's admin user */
-  user?: string;
+  /** host default: the first server's static address, else the serverUrl's host */
   remotePath: string;
-  timeoutMs: number;
-  /** asks for a key passphrase without echo; absent off a terminal */
-  askPassphrase?: (question: string) => Promise<string>;
 }
 
 export interface KubeconfigPorts {

@@ -8,9 +8,10 @@ import { loadInventory } from './inventory.js';
 import type { SshAuth, SshAuthOptions, SshExecOptions, SshExecResult } from '../adapters/ssh.js';
 import { unknownNodes, unknownNodesError } from '../core/node-selection.js';
 import { InputError, PiImageError } from '../core/errors.js';
+import type { SshTargetOptions } from './ssh-target.js';
 import { type NodeStatus, parseJoinStatus, parseStatusProbe, STATUS_FILE, statusProbeCommand } from '../core/status.js';
 
-export interface StatusOptions {
+export interface StatusOptions extends SshTargetOptions {
   inventoryDir: string;
   cwd: string;
   env: NodeJS.ProcessEnv;
@@ -18,16 +19,8 @@ export interface StatusOptions {
   /** node hostnames; empty with `all` */
   nodes: readonly string[];
   all: boolean;
-  identity?: string;
-  knownHosts?: string;
-  /** SSH to this address instead of the inventory's (one node only) */
-  host?: string;
-  sshPort: number;
-  user?: string;
-  /** where the status file is on the node */
+  /** where the status file is on the node (host: one node only) */
   remotePath: string;
-  timeoutMs: number;
-  askPassphrase?: (question: string) => Promise<string>;
 }
 
 export interface StatusPorts {

@@ -4,7 +4,7 @@ import { printJson } from '../app/io.js';
 import { DEFAULT_REMOTE_KUBECONFIG, kubeconfigPorts, runKubeconfig } from '../app/kubeconfig.js';
 import { parseDuration } from '../core/verify/duration.js';
 import type { GlobalArgs } from './context.js';
-import { sshTargetOptions, type SshTargetArgs } from './options.js';
+import { sshTarget, sshTargetOptions, type SshTargetArgs } from './options.js';
 
 interface KubeconfigArgs extends GlobalArgs, SshTargetArgs {
   merge: boolean;
@@ -44,16 +44,10 @@ export const kubeconfigCommand: CommandModule<GlobalArgs, KubeconfigArgs> = {
         merge: argv.merge,
         force: argv.force,
         switchContext: argv.switch,
-        sshPort: argv['ssh-port'],
         remotePath: argv['remote-path'],
-        timeoutMs: parseDuration(argv.timeout, '--timeout'),
+        ...sshTarget(argv, out, parseDuration(argv.timeout, '--timeout')),
         ...(argv.context ? { context: argv.context } : {}),
         ...(argv.out ? { out: argv.out } : {}),
-        ...(argv.identity ? { identity: argv.identity } : {}),
-        ...(argv['known-hosts'] ? { knownHosts: argv['known-hosts'] } : {}),
-        ...(argv.host ? { host: argv.host } : {}),
-        ...(argv.user ? { user: argv.user } : {}),
-        ...(out.promptSecret ? { askPassphrase: out.promptSecret } : {}),
       },
       await kubeconfigPorts((line) => out.err(line)),
     );

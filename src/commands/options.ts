@@ -6,7 +6,10 @@
  * - shared option builders, so the same flag is spelled, defaulted and described the same way in
  *   every command. Defaults live in src/core/defaults.ts.
  */
+import type { Io } from '../app/io.js';
+import type { SshTargetOptions } from '../app/ssh-target.js';
 import { DEFAULT_BUILD_DIR } from '../core/defaults.js';
+import { wholeNumber } from './context.js';
 
 /** `[nodes..]`: hostnames from the inventory (with --all as the alternative). */
 export const nodesPositional = (describe = 'hostnames from the inventory') => ({ type: 'string' as const, array: true as const, default: [] as string[], describe });
@@ -33,9 +36,22 @@ export const identityOption = (describe = 'SSH private key (default: $PI_IMAGE_S
 export const sshTargetOptions = () => ({
   identity: identityOption('SSH private key (default: $PI_IMAGE_SSH_KEY, then ~/.ssh/id_ed25519); ssh-agent ($SSH_AUTH_SOCK) is tried first'),
   'known-hosts': { type: 'string' as const, describe: 'known_hosts file pi-image pins host keys in (default: ~/.config/pi-image/known_hosts)' },
-  'ssh-port': { type: 'number' as const, default: 22, describe: 'SSH port' },
+  'ssh-port': { type: 'string' as const, default: '22', coerce: wholeNumber('--ssh-port', 1, 65535), describe: 'SSH port' },
   user: { type: 'string' as const, describe: "SSH user (default: the inventory's admin user)" },
 });
+
+/** The SSH part of a use case's options from the arguments `sshTargetOptions` declares (and --host/--timeout). */
+export function sshTarget(argv: SshTargetArgs & { host?: string | undefined }, io: Io, timeoutMs: number): SshTargetOptions {
+  return {
+    sshPort: argv['ssh-port'],
+    timeoutMs,
+    ...(argv.identity ? { identity: argv.identity } : {}),
+    ...(argv['known-hosts'] ? { knownHosts: argv['known-hosts'] } : {}),
+    ...(argv.host ? { host: argv.host } : {}),
+    ...(argv.user ? { user: argv.user } : {}),
+    ...(io.promptSecret ? { askPassphrase: io.promptSecret } : {}),
+  };
+}
 
 /** The arguments `sshTargetOptions` declares, as yargs hands them to a handler. */
 export interface SshTargetArgs {

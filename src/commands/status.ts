@@ -5,7 +5,7 @@ import { runStatus, statusPorts } from '../app/status.js';
 import { renderStatusTable, STATUS_FILE } from '../core/status.js';
 import { parseDuration } from '../core/verify/duration.js';
 import type { GlobalArgs } from './context.js';
-import { sshTargetOptions, type SshTargetArgs } from './options.js';
+import { sshTarget, sshTargetOptions, type SshTargetArgs } from './options.js';
 import { ChecksFailedError } from '../core/errors.js';
 
 interface StatusArgs extends GlobalArgs, SshTargetArgs {
@@ -39,14 +39,8 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
         home: out.env['HOME'] ?? homedir(),
         nodes: argv.node ?? [],
         all: argv.all,
-        sshPort: argv['ssh-port'],
         remotePath: argv['remote-path'],
-        timeoutMs: parseDuration(argv.timeout, '--timeout'),
-        ...(argv.identity ? { identity: argv.identity } : {}),
-        ...(argv['known-hosts'] ? { knownHosts: argv['known-hosts'] } : {}),
-        ...(argv.host ? { host: argv.host } : {}),
-        ...(argv.user ? { user: argv.user } : {}),
-        ...(out.promptSecret ? { askPassphrase: out.promptSecret } : {}),
+        ...sshTarget(argv, out, parseDuration(argv.timeout, '--timeout')),
       },
       await statusPorts(),
     );

@@ -18,6 +18,8 @@ interface CommandCase {
 
 export const commandCases: CommandCase[] = [
   { name: 'build --jobs abc', argv: () => ['build', 'pi-cluster-4', '--jobs', 'abc', '--out', 'out'], exit: 2, culprit: ['--jobs "abc": must be a whole number'] },
+  { name: 'kubeconfig --ssh-port abc', argv: () => ['kubeconfig', '--ssh-port', 'abc'], exit: 2, culprit: ['--ssh-port "abc": must be a whole number from 1 to 65535'] },
+  { name: 'status --ssh-port 70000', argv: () => ['status', '--ssh-port', '70000'], exit: 2, culprit: ['--ssh-port "70000"'] },
   { name: 'build --jobs 0', argv: () => ['build', 'pi-cluster-4', '--jobs', '0', '--out', 'out'], exit: 2, culprit: ['--jobs "0"'] },
   { name: 'build --jobs -3', argv: () => ['build', 'pi-cluster-4', '--jobs=-3', '--out', 'out'], exit: 2, culprit: ['--jobs "-3"'] },
   { name: 'build --compress gzip', argv: () => ['build', 'pi-cluster-4', '--compress', 'gzip', '--out', 'out'], exit: 2, culprit: ['gzip'] },
