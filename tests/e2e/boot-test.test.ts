@@ -15,61 +15,28 @@
  * agent shows the other half: it waits for the server and retries with backoff.
  */
 import { execa } from 'execa';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vmExec } from '../../src/adapters/qemu.js';
 import { cli } from '../helpers/run-cli.js';
-import { sampleFiles, writeInventory } from '../helpers/sample-inventory.js';
-import { installStandin, k3sStandin } from './fixtures/standins.js';
+import { baseKernel, bootableInventory, type BootableInventory, testBase } from './fixtures/setup.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn('[e2e boot-test] SKIPPED: must run as root (the test base is built with mmdebstrap in an arm64 chroot)');
 
-async function testBase(): Promise<string> {
-  const t0 = Date.now();
-  const r = await execa('bash', [join(here, 'base', 'build-base.sh')], { stdout: 'pipe', stderr: 'inherit' });
-  const path = r.stdout.trim().split('\n').pop() ?? '';
-  console.log(`[e2e] test base ${path} ready in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  return path;
-}
-
 describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
-  let inv: ReturnType<typeof writeInventory>;
+  let inv: BootableInventory['inv'];
   let env: NodeJS.ProcessEnv;
   let key = '';
   let otherKey = '';
-  let kernelDir = '';
+  let kernel = { kernel: '', initrd: '' };
 
   beforeAll(async () => {
-    const base = await testBase();
-    const files = sampleFiles();
-    inv = writeInventory({});
-    key = join(inv.root, 'admin-key');
+    const base = await testBase('e2e');
+    ({ inv, env, key } = await bootableInventory({ run: (argv, o) => cli(argv, o) }));
     otherKey = join(inv.root, 'not-the-admin-key');
-    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'pi-image-e2e', '-f', key]);
     await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'someone-else', '-f', otherKey]);
-    const pub = (await readFile(`${key}.pub`, 'utf8')).trim();
-    files['cluster.yaml'] = files['cluster.yaml']!
-      .replace(/ {4}- ssh-ed25519 .*\n/, `    - ${pub}\n`)
-      .replace('# airgapDir: airgap ', 'airgapDir: airgap   ');
-    // the server keeps k3s' data on a local disk, as every netboot node does
-    files['pi-cluster-1.yaml'] = `${files['pi-cluster-1.yaml']!}dataDisk:\n  device: /dev/disk/by-label/rancher\n`;
-    for (const [name, text] of Object.entries(files)) await writeFile(join(inv.dir, name), text!);
-
-    const airgap = join(inv.dir, 'airgap');
-    await mkdir(airgap);
-    await writeFile(join(airgap, 'k3s-arm64'), k3sStandin(), { mode: 0o755 });
-    await writeFile(join(airgap, 'install.sh'), installStandin(), { mode: 0o755 });
-    await execa('sh', ['-c', 'tar -cf - --files-from /dev/null | zstd -q -o "$1"', 'sh', join(airgap, 'k3s-airgap-images-arm64.tar.zst')]);
-
-    kernelDir = join(inv.root, 'qemu-kernel');
-    await mkdir(kernelDir);
-    await execa('mcopy', ['-n', '-i', `${base}@@${8 * 1024 * 1024}`, '::/vmlinuz', '::/initrd.img', kernelDir], { env: { MTOOLS_SKIP_CHECK: '1' } });
-    env = { ...process.env, XDG_CONFIG_HOME: join(inv.root, 'config'), PI_IMAGE_CACHE: join(inv.root, 'cache') };
-    expect((await cli(['secrets', 'init'], { cwd: inv.root, env })).code).toBe(0);
+    kernel = await baseKernel(base, join(inv.root, 'qemu-kernel'));
     const t0 = Date.now();
     const built = await cli(['build', 'pi-cluster-1', 'pi-cluster-2', '--base', base, '--jobs', '2'], { cwd: inv.root, env });
     expect(built.code, built.stderr).toBe(0);
@@ -140,7 +107,7 @@ describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
 
   it('an image that does not accept the given key is reported as failed, with the reason and the console log', async () => {
     // also boots a kernel given on the command line (how the workflow boots Raspberry Pi OS images)
-    const r = await bootTest('pi-cluster-2', otherKey, '15m', ['--kernel', join(kernelDir, 'vmlinuz'), '--initrd', join(kernelDir, 'initrd.img')]);
+    const r = await bootTest('pi-cluster-2', otherKey, '15m', ['--kernel', kernel.kernel, '--initrd', kernel.initrd]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^FAIL\s+pi-cluster-2\s+ssh-login\s+sshd refuses pi-admin .*does not accept this key/m);
     expect(r.stdout).toMatch(/^FAIL: pi-cluster-2/m);
