@@ -17,6 +17,8 @@ import { baselineFromManifests, type ManifestFile } from '../core/verify/baselin
 import { formatDuration } from '../core/verify/duration.js';
 import { pollChecks } from '../core/verify/poll.js';
 import { renderProgress } from '../core/verify/report.js';
+import { describeNodeStatus, type NodeStatus } from '../core/status.js';
+import type { StatusOptions } from './status.js';
 
 export interface VerifyOptions {
   inventoryDir: string;
@@ -55,6 +57,11 @@ export interface VerifyPorts {
   readManifests(dir: string | undefined, cwd: string): Promise<ManifestFile[]>;
   /** one progress line per round under --wait */
   progress?(line: string): void;
+  /**
+   * What the first boot of nodes that are not registered is doing (`pi-image status`, over SSH), so
+   * a failing `registered` check says why. Absent: the check only points to `pi-image status`.
+   */
+  firstBoot?(nodes: readonly string[]): Promise<NodeStatus[]>;
 }
 
 export interface VerifyErrorReport {
@@ -97,11 +104,22 @@ export async function readManifestDir(dir: string, cwd: string): Promise<Manifes
   return Promise.all(names.map(async (n) => ({ path: displayPath(join(dir, n), cwd), contents: await readFile(join(dir, n), 'utf8') })));
 }
 
-/** The real ports: the Kubernetes API through @kubernetes/client-node (loaded on demand), the system clock. */
-export async function verifyPorts(progress?: (line: string) => void): Promise<VerifyPorts> {
+/**
+ * The real ports: the Kubernetes API through @kubernetes/client-node (loaded on demand), the system
+ * clock; with `statusVia`, the first-boot status of unregistered nodes read over SSH as `pi-image
+ * status` reads it.
+ */
+export async function verifyPorts(progress?: (line: string) => void, statusVia?: Omit<StatusOptions, 'nodes' | 'all'>): Promise<VerifyPorts> {
   const kube = await import('../adapters/kube.js');
   const { packagePath } = await import('../adapters/paths.js');
+  const firstBoot = statusVia
+    ? async (nodes: readonly string[]) => {
+        const { runStatus, statusPorts } = await import('./status.js');
+        return (await runStatus({ ...statusVia, nodes, all: false }, await statusPorts())).nodes;
+      }
+    : undefined;
   return {
+    ...(firstBoot ? { firstBoot } : {}),
     clock: { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) },
     kube: {
       open: (o) => {
@@ -119,6 +137,27 @@ function asPiImageError(error: unknown): PiImageError {
   if (error instanceof PiImageError) return error;
   const e = error instanceof Error ? error : new Error(String(error));
   return new InternalError(e.message, { cause: e });
+}
+
+/**
+ * A node that is not registered gets its first-boot status in the `registered` check's message:
+ * "…; first boot: waiting-for-registration, attempt 7: <the join script's last error>".
+ */
+async function withFirstBoot(results: CheckResult[], ports: VerifyPorts): Promise<CheckResult[]> {
+  const missing = results.filter((c) => c.name === 'registered' && c.status === 'fail' && c.node !== undefined).map((c) => c.node!);
+  if (missing.length === 0 || !ports.firstBoot) return results;
+  let statuses: NodeStatus[];
+  try {
+    statuses = await ports.firstBoot(missing);
+  } catch (error) {
+    const why = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    return results.map((c) => (c.name === 'registered' && c.node !== undefined && missing.includes(c.node) ? { ...c, message: `${c.message}; first boot: status unavailable (${why})` } : c));
+  }
+  const byNode = new Map(statuses.map((s) => [s.node, s]));
+  return results.map((c) => {
+    const s = c.name === 'registered' && c.node !== undefined ? byNode.get(c.node) : undefined;
+    return s ? { ...c, message: `${c.message}; first boot: ${describeNodeStatus(s)}` } : c;
+  });
 }
 
 export async function runVerify(options: VerifyOptions, ports: VerifyPorts): Promise<VerifyResult> {
@@ -173,7 +212,7 @@ export async function runVerify(options: VerifyOptions, ports: VerifyPorts): Pro
       { timeoutMs: options.timeoutMs, intervalMs: options.intervalMs, wait: options.wait },
     );
     rounds = outcome.rounds;
-    return { report: report(outcome.results, outcome.timedOut) };
+    return { report: report(await withFirstBoot(outcome.results, ports), outcome.timedOut) };
   } catch (thrown) {
     const error = asPiImageError(thrown);
     const timedOut = options.wait && ports.clock.now() - started >= options.timeoutMs;

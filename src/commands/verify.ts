@@ -4,9 +4,16 @@ import { runVerify, verifyPorts } from '../app/verify.js';
 import { formatDuration, parseDuration } from '../core/verify/duration.js';
 import { renderSummary, renderTable } from '../core/verify/report.js';
 import type { GlobalArgs } from './context.js';
+import { sshTarget, sshTargetOptions, type SshTargetArgs } from './options.js';
+import { STATUS_FILE } from '../core/status.js';
+import { homedir } from 'node:os';
+
+/** per node, for reading the first-boot status of unregistered nodes (--status) */
+const STATUS_TIMEOUT_MS = 20_000;
 import { ChecksFailedError } from '../core/errors.js';
 
-interface VerifyArgs extends GlobalArgs {
+interface VerifyArgs extends GlobalArgs, SshTargetArgs {
+  status: boolean;
   kubeconfig?: string;
   context?: string;
   node?: string[];
@@ -28,9 +35,12 @@ export const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
       .option('timeout', { type: 'string', default: '10m', describe: 'deadline for the whole run (e.g. 90s, 10m)' })
       .option('interval', { type: 'string', default: '5s', describe: 'pause between polls with --wait' })
       .option('manifests', { type: 'string', describe: 'manifests directory the baseline checks expect (default: the one pi-image ships)' })
+      .option('status', { type: 'boolean', default: false, describe: 'for nodes that are not registered, read what their first boot is doing over SSH (as `pi-image status`)' })
+      .options(sshTargetOptions())
       .example('$0 verify', 'one round against ~/.kube/config')
       .example('$0 verify --wait --timeout 15m', 'wait for freshly flashed nodes to join')
-      .example('$0 verify --node pi-cluster-3 -o json', 'one node, machine-readable'),
+      .example('$0 verify --node pi-cluster-3 -o json', 'one node, machine-readable')
+      .example('$0 verify --wait --status', 'and say why a node has not registered (its first-boot status, over SSH)'),
   handler: async (argv) => {
     const out = argv.ctx.io;
     const timeoutMs = parseDuration(argv.timeout, '--timeout');
@@ -47,7 +57,10 @@ export const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
         intervalMs: parseDuration(argv.interval, '--interval'),
         ...(argv.manifests ? { manifestsDir: argv.manifests } : {}),
       },
-      await verifyPorts((line) => out.err(line)),
+      await verifyPorts(
+        (line) => out.err(line),
+        argv.status ? { inventoryDir: argv.inventory, cwd: out.cwd, env: out.env, home: out.env['HOME'] ?? homedir(), remotePath: STATUS_FILE, ...sshTarget(argv, out, STATUS_TIMEOUT_MS) } : undefined,
+      ),
     );
     if (argv.output === 'json') {
       // one JSON document on stdout: the report, with the error inside when verify gave up

@@ -101,6 +101,13 @@ export function describeProgress(s: JoinStatus): string {
   return `${s.phase}${attempt}${run}${s.lastError ? `: ${s.lastError}` : ''}`;
 }
 
+/** What a node's first boot is doing, in one line, whatever status could tell. */
+export function describeNodeStatus(n: NodeStatus): string {
+  if (!n.reachable) return `not reachable over SSH at ${n.host}${n.error ? ` (${n.error})` : ''}`;
+  if (!n.status) return n.error ?? `no ${STATUS_FILE} yet (pi-image-join has not started${n.cloudInit ? `; cloud-init ${n.cloudInit}` : ''})`;
+  return describeProgress(n.status);
+}
+
 /** Aligned columns: NODE  PHASE  ATTEMPTS  JOINED-AT  CLOUD-INIT  LAST-ERROR. */
 export function renderStatusTable(rows: readonly NodeStatus[]): string {
   const cells = rows.map((r) => {

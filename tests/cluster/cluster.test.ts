@@ -232,7 +232,7 @@ describe.skipIf(!isRoot)('cluster tier: the nodes form the cluster under QEMU an
   it('the agent with a stale agent token is refused, and `status` and `verify` say why', async () => {
     const s = await waitForStatus(STALE, (x) => x.status?.phase === 'waiting-for-registration' && /401|Unauthorized|token/i.test(x.status.lastError ?? ''), 'a refused token');
     log(`${STALE}: ${JSON.stringify(s.status)}`);
-    const v = await pi(['verify', '--kubeconfig', kubeconfig, '-o', 'json']);
+    const v = await pi(['verify', '--kubeconfig', kubeconfig, '--status', '--known-hosts', knownHosts, '-o', 'json']);
     expect(v.code).toBe(1);
     const report = json<{ checks: { name: string; node?: string; status: string; message: string }[] }>(v.stdout);
     const reg = report.checks.find((c) => c.name === 'registered' && c.node === STALE)!;
