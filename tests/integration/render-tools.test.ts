@@ -203,6 +203,8 @@ describe('join script behaviour (stubbed node)', () => {
     // the copies cloud-init keeps of the raw user-data, root-only
     writeFileSync(d('cloud/instances/i-1/user-data.txt'), seed, { mode: 0o600 });
     writeFileSync(d('cloud/instances/i-1/user-data.txt.i'), `Content-Type: multipart/mixed\n${seed}`, { mode: 0o600 });
+    // cloud-init's pickled datasource holds the raw user-data as well
+    writeFileSync(d('cloud/instances/i-1/obj.pkl'), Buffer.concat([Buffer.from([0x80, 0x04]), Buffer.from(seed)]), { mode: 0o400 });
     // what the bake stages outside /var/lib/rancher
     if (opts.airgap) writeFileSync(d('airgap/k3s-airgap-images-arm64.tar.zst'), 'images');
     // userconf-pi's rename service, enabled again at first boot by `rename-user -f -s`
@@ -273,6 +275,7 @@ esac`,
       expect(readFileSync(f, 'utf8')).not.toContain(FAKE_SECRETS.agentToken);
       expect(statSync(f).mode & 0o777).toBe(0o600);
     }
+    expect(existsSync(n.d('cloud/instances/i-1/obj.pkl'))).toBe(false);
     // cloud-init's raspberry-pi-os distro re-runs rename-user: the join undoes it as cancel-rename does
     expect(readFileSync(`${n.S}/systemctl.log`, 'utf8')).toMatch(/disable userconfig\.service[\s\S]*enable getty@tty1\.service/);
     expect(existsSync(n.d('sshd_config.d/rename_user.conf'))).toBe(false);
