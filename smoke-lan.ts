@@ -9,13 +9,10 @@ try {
   const vm = await startVm({ image: '/tmp/smoke/disk.img', writable: true, network: { kind: 'tap', ifname: 'tap-smoke', mac: 'dc:a6:32:00:00:12' }, netns: lan.name, kernel: `${inv}/qemu-kernel/vmlinuz`, initrd: `${inv}/qemu-kernel/initrd.img`, cpus: 1, memoryMiB: 1536, consoleLog: '/tmp/smoke/console.log' });
   const t0 = Date.now();
   for (;;) {
-    const r = await lan.run('ping', ['-c1', '-W2', '10.0.0.12']);
-    if (r.exitCode === 0) { console.log(`ping ok after ${(Date.now() - t0) / 1000}s`); break; }
-    if (Date.now() - t0 > 900_000) { console.log('no ping'); break; }
-    await new Promise((r) => setTimeout(r, 5000));
+    const ssh = await lan.run('ssh', ['-i', `${inv}/admin-key`, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ConnectTimeout=10', '-o', 'BatchMode=yes', 'pi-admin@10.0.0.12', 'ip -4 -br addr; ip route; cat /var/lib/pi-image/status.json; systemctl is-active ssh.service ssh.socket']);
+    console.log(`${((Date.now() - t0) / 1000).toFixed(0)}s`, ssh.exitCode, ssh.stdout, ssh.stderr.trim());
+    if (ssh.exitCode === 0 || Date.now() - t0 > 900_000) break;
+    await new Promise((r) => setTimeout(r, 10000));
   }
-  const ssh = await lan.run('ssh', ['-i', `${inv}/admin-key`, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ConnectTimeout=10', 'pi-admin@10.0.0.12', 'ip -4 addr show eth0; ip route']);
-  console.log(ssh.exitCode, ssh.stdout, ssh.stderr);
-  console.log('interfaces', await lan.interfaces(), await lan.routes());
   await vm.kill();
 } finally { await lan.destroy(); }
