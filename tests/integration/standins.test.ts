@@ -69,7 +69,28 @@ describe('k3s stand-in', () => {
     expect(r.code, r.err).toBe(0);
     expect(r.report).toContain(`data_dir=${x.d}/data`);
     expect(r.report).toContain("images='k3s-airgap-images-arm64.tar.zst'");
-    expect(existsSync(join(x.d, 'data/agent/kubelet.kubeconfig'))).toBe(true);
+    // the kubelet's credentials come from the server (tests/integration/k3s-cluster-standin.test.ts):
+    // an agent stopped after its checks has none
+    expect(existsSync(join(x.d, 'data/agent/kubelet.kubeconfig'))).toBe(false);
+  });
+
+  it('the script as baked (node stand-in included) passes shellcheck, and the node stand-in compiles', () => {
+    const sc = spawnSync('shellcheck', ['--shell=bash', '--severity=style', k3s], { encoding: 'utf8' });
+    expect(sc.status, sc.stdout + sc.stderr).toBe(0);
+    expect(readFileSync(k3s, 'utf8')).toContain('def run_server(cfg):');
+    const py = spawnSync('python3', ['-c', 'import ast, sys; ast.parse(sys.stdin.read())'], { input: readFileSync(join(import.meta.dirname, '../e2e/fixtures/k3s-server-standin.py'), 'utf8'), encoding: 'utf8' });
+    expect(py.status, py.stderr).toBe(0);
+  });
+
+  it('kubectl asks the API: without a server it fails, as the join script\'s registration check needs', () => {
+    const x = node(AGENT);
+    const kc = join(x.d, 'kubelet.kubeconfig');
+    writeFileSync(kc, 'apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority: /nonexistent/ca.crt\n    server: https://127.0.0.1:9\n  name: local\n');
+    const r = spawnSync(k3s, ['kubectl', '--kubeconfig', kc, 'get', 'node', 'pi-cluster-2'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    const missing = spawnSync(k3s, ['kubectl', '--kubeconfig', join(x.d, 'nope'), 'get', 'node', 'x'], { encoding: 'utf8' });
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain('no such file or directory');
   });
 
   it('refuses an empty token file, a missing server (agent) and missing air-gap images', () => {
