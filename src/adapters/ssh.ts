@@ -18,7 +18,11 @@
 import { createHash } from 'node:crypto';
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { type AnyAuthMethod, type AuthenticationType, Client, type ConnectConfig, type NextAuthHandler, utils } from 'ssh2';
+import ssh2, { type AnyAuthMethod, type AuthenticationType, type ConnectConfig, type NextAuthHandler } from 'ssh2';
+
+// ssh2 is CommonJS: Node's ESM loader gives no named export `utils` (tsx and vitest would), so the
+// built CLI takes both from the default export
+const { Client, utils } = ssh2;
 import { ClusterError, EnvironmentError } from '../core/errors.js';
 
 /** Why an SSH exchange failed, for callers that retry (boot-test waits through a booting guest). */
