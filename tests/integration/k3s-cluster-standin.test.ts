@@ -123,10 +123,12 @@ async function freePort(): Promise<number> {
 }
 
 /** One HTTPS request to the stand-in, trusting its CA: status and body. */
-function call(path: string, o: { auth?: string; method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string }> {
+function call(path: string, o: { auth?: string; method?: string; headers?: Record<string, string>; identity?: string } = {}): Promise<{ status: number; body: string }> {
   const ca = readFileSync(join(work, SERVER, 'data/server/tls/server-ca.crt'));
+  // identity: a node's kubelet client certificate (<node>/data/agent/client-kubelet.crt)
+  const tlsId = o.identity ? { cert: readFileSync(join(work, o.identity, 'data/agent/client-kubelet.crt')), key: readFileSync(join(work, o.identity, 'data/agent/client-kubelet.key')) } : {};
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: o.method ?? 'GET', ca, auth: o.auth, headers: o.headers }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, method: o.method ?? 'GET', ca, auth: o.auth, headers: o.headers, ...tlsId }, (res) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c.toString('utf8')));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -258,6 +260,14 @@ describe('k3s server stand-in and agents on 127.0.0.1', () => {
     const noName = await call('/v1-k3s/client-kubelet.crt', { method: 'POST', auth: `node:${FAKE_SECRETS.agentToken}` });
     expect(noName.status).toBe(400);
     expect(JSON.parse(noName.body).message).toBe('node name not set');
+    // a node's own client certificate cannot ask for another node's kubelet certificates
+    const other = await call('/v1-k3s/client-kubelet.crt', { method: 'POST', identity: 'pi-cluster-2', headers: { 'K3s-Node-Name': 'pi-cluster-3', 'K3s-Node-Password': 'x' } });
+    expect(other.status).toBe(400);
+    expect(JSON.parse(other.body).message).toBe('header node name does not match auth node name');
+    // with it the node may read nodes, but not change another node, nor read Secrets
+    expect((await call('/api/v1/nodes', { identity: 'pi-cluster-2' })).status).toBe(200);
+    expect((await call('/api/v1/nodes/pi-cluster-3', { method: 'PATCH', identity: 'pi-cluster-2', headers: { 'Content-Type': 'application/merge-patch+json' } })).status).toBe(403);
+    expect((await call('/api/v1/namespaces/kube-system/secrets/pi-cluster-3.node-password.k3s', { identity: 'pi-cluster-2' })).status).toBe(403);
     for (const path of ['/api/v1/nodes', '/version', '/apis/helm.cattle.io/v1/helmcharts']) {
       const r = await call(path);
       expect(r.status, path).toBe(401);
