@@ -324,7 +324,7 @@ describe('k3s server stand-in and agents on 127.0.0.1', () => {
     expect(await deleteNode(kube, 'pi-cluster-9', 30_000)).toBe(true);
   });
 
-  it('a second server with a member\'s node name is refused (no duplicate etcd member); a wrong server token too', async () => {
+  it('a second server with a member\'s node name is refused (no duplicate etcd member), a wrong server token too; under its own name it joins', async () => {
     const d = join(work, 'second-server');
     mkdirSync(join(d, 'data/agent/images'), { recursive: true });
     writeFileSync(join(d, 'data/agent/images/k3s-airgap-images-arm64.tar.zst'), 'x');
@@ -338,6 +338,19 @@ describe('k3s server stand-in and agents on 127.0.0.1', () => {
     expect(await dup.waitExit()).toBe(1);
     expect(dup.log).toContain('level=fatal msg="etcd cluster join failed: duplicate node name found, please use a unique name for this node"');
     expect((await readNode(kube, SERVER, 30_000))?.metadata?.labels?.['node-role.kubernetes.io/control-plane']).toBe('true');
+
+    // under a name of its own it joins: an etcd member, a Node with the server roles; deleting the Node removes the member
+    writeFileSync(join(d, 'config.yaml'), readFileSync(join(d, 'config.yaml'), 'utf8').replace(`node-name: ${SERVER}`, 'node-name: pi-cluster-5'));
+    const second = start('second-server', 'server', {}, d);
+    await second.waitFor('k3s stand-in: server running');
+    const members = async (): Promise<string[]> =>
+      (JSON.parse((await call('/db/info', { auth: `server:${FAKE_SECRETS.clusterToken}` })).body) as { members: { name: string }[] }).members.map((m) => m.name);
+    expect(await members()).toEqual(expect.arrayContaining([expect.stringMatching(/^pi-cluster-1-[0-9a-f]{8}$/), expect.stringMatching(/^pi-cluster-5-[0-9a-f]{8}$/)]));
+    const joined = await nodeWhere('pi-cluster-5', (x) => ready(x) === 'True');
+    for (const role of ['control-plane', 'master', 'etcd']) expect(joined?.metadata?.labels?.[`node-role.kubernetes.io/${role}`], role).toBe('true');
+    await second.stop();
+    expect(await deleteNode(kube, 'pi-cluster-5', 30_000)).toBe(true);
+    expect((await members()).some((m) => m.startsWith('pi-cluster-5-'))).toBe(false);
   });
 
   it('a restarted server keeps its nodes and node passwords; the agents recover by themselves', async () => {
