@@ -17,7 +17,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InputError, IoError } from '../core/errors.js';
 import { type Compression, cachedImageName } from '../core/catalogue.js';
-import { withLock } from './lock.js';
+import { type HeldLock, withLock } from './lock.js';
 import { atomicWriteFile } from './atomic-write.js';
 
 /** The cache directory from the environment (see module comment). */
@@ -92,8 +92,8 @@ export async function ensureCacheDirs(dir: string): Promise<void> {
  * Runs `fn` holding the entry's lock: one fetch, import or verify of an entry at a time. A second
  * process waits (up to 10 minutes: a fetch may be downloading) and then fails naming the holder.
  */
-export function withEntryLock<T>(dir: string, name: string, what: string, fn: () => Promise<T>, waitMs = 600_000): Promise<T> {
-  return withLock(entryPaths(dir, name).lock, { what: `${what} ${name}`, waitMs }, () => fn());
+export function withEntryLock<T>(dir: string, name: string, what: string, fn: (lock: HeldLock) => Promise<T>, waitMs = 600_000): Promise<T> {
+  return withLock(entryPaths(dir, name).lock, { what: `${what} ${name}`, waitMs }, fn);
 }
 
 export async function readCacheRecord(dir: string, name: string): Promise<CacheRecord | undefined> {

@@ -89,7 +89,7 @@ function onSignal(signal: NodeJS.Signals): void {
   killAllChildren(); // first: a running xz or debugfs must not keep writing (or holding) a temp file
   for (const p of cleanups) {
     try {
-      rmSync(p, { force: true }); // synchronous: the process is about to exit
+      rmSync(p, { force: true, recursive: true }); // synchronous: the process is about to exit
     } catch {
       /* best effort */
     }
@@ -102,7 +102,10 @@ function onSignal(signal: NodeJS.Signals): void {
   if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
 }
 
-/** Registers a path to delete if the process gets SIGINT/SIGTERM; returns the unregister function. */
+/**
+ * Registers a path (a temp file, a lock file, a staging folder with what is in it) to delete if the
+ * process gets SIGINT/SIGTERM; returns the unregister function.
+ */
 export function removeOnSignal(path: string): () => void {
   cleanups.add(path);
   if (!handlersInstalled) {

@@ -10,10 +10,13 @@
  *   guard file, so two waiters cannot both remove the stale lock and both believe they hold it.
  * - A lock file that could not be parsed (its owner died between creating and writing it) is
  *   stale once it is older than a few seconds.
+ * - A held lock is removed when the process is stopped by SIGINT/SIGTERM (image-files'
+ *   removeOnSignal), so an interrupted command leaves no lock file behind.
  */
 import { readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { EnvironmentError, IoError } from '../core/errors.js';
+import { removeOnSignal } from './image-files.js';
 
 export interface LockOwner {
   pid: number;
@@ -31,6 +34,8 @@ export interface LockOptions {
   pollMs?: number;
   /** hint for the error when the wait is over */
   hint?: string;
+  /** called once when the lock is held by another live process and this one starts waiting */
+  onWait?: (owner: LockOwner | undefined) => void;
 }
 
 /** Lock files younger than this with unreadable content are assumed to be being written. */
@@ -112,16 +117,19 @@ export async function acquireLock(path: string, opts: LockOptions): Promise<Held
   const me: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString(), what: opts.what };
   const mine = `${JSON.stringify(me)}\n`;
   let tookOverFrom: LockOwner | undefined;
+  let waiting = false;
   for (;;) {
     try {
       await writeFile(path, mine, { flag: 'wx', mode: 0o644 });
       let released = false;
+      const forget = removeOnSignal(path);
       return {
         path,
         ...(tookOverFrom ? { tookOverFrom } : {}),
         release: async () => {
           if (released) return;
           released = true;
+          forget();
           const now = await readFile(path, 'utf8').catch(() => undefined);
           if (now === mine) await unlink(path).catch(() => undefined);
         },
@@ -150,6 +158,10 @@ export async function acquireLock(path: string, opts: LockOptions): Promise<Held
           opts.hint ??
           `try again when it has finished; if no pi-image is running${held.owner && held.owner.host !== hostname() ? ` on ${held.owner.host}` : ''}, delete ${path}`,
       });
+    }
+    if (!waiting) {
+      waiting = true;
+      opts.onWait?.(held.owner);
     }
     await sleep(opts.pollMs ?? 50 + Math.floor(Math.random() * 100));
   }

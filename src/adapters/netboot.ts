@@ -25,6 +25,7 @@ import { fatCopyTreeOut, fatListAll, fatReadFile } from './fat.js';
 import { inspectImage, type ImageLayout } from './partitions.js';
 import { run } from './process.js';
 import { atomicWriteFile } from './atomic-write.js';
+import { removeOnSignal } from './image-files.js';
 
 
 export interface RootfsStats {
@@ -238,6 +239,8 @@ const STAGING = /^\.(.+)\.(tmp|old)-(\d+)$/;
 interface Staged {
   dest: string;
   tmp: string;
+  /** stops removing `tmp` on a signal (once it is renamed into place or removed) */
+  forget: () => void;
 }
 
 function stagingPaths(dest: string): { tmp: string; old: string } {
@@ -246,18 +249,23 @@ function stagingPaths(dest: string): { tmp: string; old: string } {
   return { tmp: join(parent, `.${base}.tmp-${process.pid}`), old: join(parent, `.${base}.old-${process.pid}`) };
 }
 
-/** Builds `dest`'s new contents through `fn(tmp)` in a sibling staging folder (removed again on failure). */
+/**
+ * Builds `dest`'s new contents through `fn(tmp)` in a sibling staging folder, removed again on
+ * failure and on SIGINT/SIGTERM until the caller has committed or dropped it (`forget`).
+ */
 async function stageDir(dest: string, fn: (tmp: string) => Promise<void>): Promise<Staged> {
   await mkdir(dirname(dest), { recursive: true });
   const { tmp } = stagingPaths(dest);
   await rm(tmp, { recursive: true, force: true });
+  const forget = removeOnSignal(tmp);
   try {
     await fn(tmp);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
+    forget();
     throw err;
   }
-  return { dest, tmp };
+  return { dest, tmp, forget };
 }
 
 /** Swaps a staged folder into place (the earlier one, if any, is removed afterwards). */
@@ -271,6 +279,7 @@ async function commitDir(s: Staged): Promise<void> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   await rename(s.tmp, s.dest);
+  s.forget();
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
@@ -381,7 +390,10 @@ export async function exportNode(node: NetbootNodePlan, image: string): Promise<
       rootfs: rootfs ?? { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, ms: 0 },
     };
   } finally {
-    for (const s of staged) await rm(s.tmp, { recursive: true, force: true });
+    for (const s of staged) {
+      await rm(s.tmp, { recursive: true, force: true });
+      s.forget();
+    }
   }
 }
 

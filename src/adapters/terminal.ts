@@ -21,11 +21,26 @@ export interface InterruptSink {
   exit(code: number): void;
 }
 
-/** What pi-image does on SIGINT / SIGTERM: restore the terminal, say so, exit 130 / 143. */
+/** What an interrupted command has left half done, said after "interrupted" (e.g. a card half written). */
+const interruptNotes = new Set<() => string>();
+
+/**
+ * Registers a line to print if the process is interrupted now (the text is taken at that moment,
+ * so it can follow the phase); returns the function that removes it again.
+ */
+export function noteOnInterrupt(line: () => string): () => void {
+  interruptNotes.add(line);
+  return () => {
+    interruptNotes.delete(line);
+  };
+}
+
+/** What pi-image does on SIGINT / SIGTERM: restore the terminal, say so (and what was left half done), exit 130 / 143. */
 export function onInterrupt(signal: HandledSignal, sink: InterruptSink): void {
   // a bar may be half-drawn on the current line: clear it (CR + erase line) before the message
   sink.write(sink.isTTY ? `${RESTORE_TERMINAL}\r\x1b[2K` : '\n');
   sink.write(`interrupted (${signal})\n`);
+  for (const note of interruptNotes) sink.write(`${note()}\n`);
   sink.exit(SIGNAL_EXIT_CODES[signal]);
 }
 

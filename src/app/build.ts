@@ -36,6 +36,7 @@ import type { Inventory, NodeFileSet, RenderedFile, Secrets } from '../core/mode
 import { transformCmdline } from '../core/render/cmdline.js';
 import { fileDigest, renderInventory } from './render.js';
 import { commitBuildOutputs, recordPath } from '../adapters/build-record.js';
+import { acquireLock, type HeldLock } from '../adapters/lock.js';
 import { BUILD_RECORD_VERSION, type BuildRecord } from '../core/build-record.js';
 
 export interface BuildOptions {
@@ -347,6 +348,42 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
       cause,
     });
   }
+  // one writer per node and output directory: a second build of the same node waits here, so two
+  // processes never race on one image/record pair (taken in name order: no deadlock between
+  // builds of overlapping node sets)
+  const locks: HeldLock[] = [];
+  try {
+    for (const node of plans.map((p) => p.node).sort()) locks.push(await lockNode(opts, node));
+    return await bakeAll(opts, plans, sets, layout, loaded, templates, base);
+  } finally {
+    for (const l of locks.reverse()) await l.release();
+  }
+}
+
+/** The lock of `<out>/<node>.lock`, saying so when it waits for another build or takes over a dead one's. */
+async function lockNode(opts: BuildOptions, node: string): Promise<HeldLock> {
+  const path = join(opts.outDir, `${node}.lock`);
+  const lock = await acquireLock(path, {
+    what: `building ${node} into ${opts.outDir}`,
+    waitMs: 60 * 60_000,
+    onWait: (owner) =>
+      opts.onNote?.(`waiting for ${path}: ${owner ? `process ${owner.pid} is ${owner.what} (since ${owner.since})` : 'another build holds it'}`),
+    hint: `another pi-image build of ${node} into ${opts.outDir} is running; wait for it, or build into another --out`,
+  });
+  if (lock.tookOverFrom) opts.onNote?.(`took over ${path}, left by an interrupted build (process ${lock.tookOverFrom.pid} no longer runs)`);
+  return lock;
+}
+
+async function bakeAll(
+  opts: BuildOptions,
+  plans: BakePlan[],
+  sets: NodeFileSet[],
+  layout: ImageLayout,
+  loaded: Awaited<ReturnType<typeof renderInventory>>['loaded'],
+  templates: Awaited<ReturnType<typeof renderInventory>>['templates'],
+  base: Awaited<ReturnType<typeof resolveBase>>,
+): Promise<BuildResult> {
+  const inv = opts.inventory;
   const jobs = Math.max(1, opts.jobs);
   const perNode = (await allocatedBytes(base.path)) + plans[0]!.payload.reduce((a, p) => a + p.size, 0);
   await ensureFreeSpace(opts.outDir, buildSpaceNeeded(perNode, plans.length, jobs, opts.compress), `building ${plans.length} image(s)`);

@@ -14,6 +14,7 @@ import { devicesHoldingFile, inspectTarget, listBlockDevices, rereadPartitionTab
 import { readBuildRecord, recordPath as buildRecordPath, recordPathForImage } from '../adapters/build-record.js';
 import { type FlashOptions as WriteOptions, type FlashProgress, type FlashResult, flashImage, imageCompression, uncompressedSize } from '../adapters/flash.js';
 import { readAt } from '../adapters/partitions.js';
+import { noteOnInterrupt } from '../adapters/terminal.js';
 import type { BuildRecord as FlashRecord } from '../core/build-record.js';
 import { type FlashCandidate, flashCandidates } from '../core/device-list.js';
 import type { BlockDevice, DeviceVerdict } from '../core/devices.js';
@@ -209,13 +210,28 @@ export async function runFlash(opts: FlashOptions, ports: FlashPorts = defaultFl
   const device = await ports.blockDevices.resolve(opts.device);
   const verdict = await checkFlashTarget({ device, imageSize, imagePath: image, allowLoop: opts.allowLoop, yes: opts.yes, prompt: opts.prompt, log: opts.log }, ports);
   if (record === undefined) opts.log(`note: no build record at ${recordPath}; the seed files cannot be checked against it`);
-  const result = await ports.write({
-    image,
-    device: verdict.device,
-    verify: opts.verify,
-    ...(record === undefined ? {} : { record }),
-    ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
-  });
+  // stopped half way (Ctrl-C, SIGTERM), the card holds no bootable image, or one never read back
+  let written = false;
+  const forget = noteOnInterrupt(() =>
+    written
+      ? `error: ${verdict.device} was written but its read-back check was stopped: the card is not verified; flash it again`
+      : `error: the card in ${verdict.device} is incomplete (the write was stopped) and will not boot: flash it again`,
+  );
+  let result: FlashResult;
+  try {
+    result = await ports.write({
+      image,
+      device: verdict.device,
+      verify: opts.verify,
+      ...(record === undefined ? {} : { record }),
+      afterWrite: async () => {
+        written = true;
+      },
+      ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+    });
+  } finally {
+    forget();
+  }
   await ports.blockDevices.rereadPartitionTable(verdict.device);
   return { image, ...(opts.record === undefined ? { recordPath } : {}), ...(record === undefined ? {} : { record }), verdict, result };
 }

@@ -28,7 +28,8 @@ import {
   withEntryLock,
   writeCacheRecord,
 } from '../adapters/image-cache.js';
-import { fileSha256, withTempOutput, type ProgressFn } from '../adapters/image-files.js';
+import { fileSha256, formatBytes, removeStaleTemps, withTempOutput, type ProgressFn } from '../adapters/image-files.js';
+import type { HeldLock } from '../adapters/lock.js';
 import { parseMbr, readAt } from '../adapters/partitions.js';
 import { InputError, IoError } from '../core/errors.js';
 import { type CatalogueEntry, type Compression, downloadName } from '../core/catalogue.js';
@@ -36,7 +37,7 @@ import { type CatalogueEntry, type Compression, downloadName } from '../core/cat
 export type { CacheRecord, CachedImage } from '../adapters/image-cache.js';
 export type { Progress, ProgressFn } from '../adapters/image-files.js';
 /** How the images command shows sizes and progress (the same bars as build and flash). */
-export { formatBytes } from '../adapters/image-files.js';
+export { formatBytes };
 export { createProgress } from '../adapters/progress.js';
 
 export interface CacheOptions {
@@ -45,6 +46,8 @@ export interface CacheOptions {
   onProgress?: ProgressFn;
   /** clock for sidecar timestamps (default: new Date()) */
   now?: () => Date;
+  /** a line worth telling the operator (what an interrupted fetch or import left and was removed) */
+  onNote?: (message: string) => void;
 }
 
 export interface FetchOptions extends CacheOptions {
@@ -86,6 +89,18 @@ async function requireDiskImage(tmp: string, what: string): Promise<void> {
   );
 }
 
+/**
+ * What a killed fetch or import of the entry left (its lock, a half-extracted `<name>.img.tmp-<pid>`,
+ * a sidecar temp) is removed once the entry's lock is held, and said. Temp files of live
+ * processes are kept; a `.part` download is kept on purpose (the next fetch resumes it).
+ */
+async function cleanUpInterrupted(dir: string, lock: HeldLock, opts: CacheOptions): Promise<void> {
+  if (lock.tookOverFrom) opts.onNote?.(`took over ${lock.path}, left by an interrupted run (process ${lock.tookOverFrom.pid} no longer runs)`);
+  for (const stale of await removeStaleTemps(join(dir, 'images'))) {
+    opts.onNote?.(`removed ${stale.path} (${formatBytes(stale.bytes)}), left by an interrupted fetch or import (process ${stale.pid} no longer runs)`);
+  }
+}
+
 /** Moves a checked temporary image into place and records it (identity taken after the rename). */
 async function commit(dir: string, name: string, fields: Omit<CacheRecord, 'version' | 'name' | 'file' | 'createdAt'>, now: Date): Promise<CacheRecord> {
   const file = await fileIdentity(entryPaths(dir, name).img);
@@ -106,7 +121,8 @@ export async function fetchImage(entry: CatalogueEntry, opts: FetchOptions = {})
   const dir = opts.cacheDir ?? cacheDir();
   const { img } = entryPaths(dir, entry.name);
   await ensureCacheDirs(dir);
-  return withEntryLock(dir, entry.name, 'fetching', async () => {
+  return withEntryLock(dir, entry.name, 'fetching', async (lock) => {
+    await cleanUpInterrupted(dir, lock, opts);
     const existing = await readCacheRecord(dir, entry.name);
     if (existing !== undefined && opts.force !== true && matches(existing, entry) && (await cachedImagePath(dir, entry.name)) !== undefined) {
       return { name: entry.name, path: img, record: existing, cached: true };
@@ -175,7 +191,8 @@ export async function importImage(file: string, name: string, opts: ImportOption
   const { compression } = await sniffCompression(file);
   await ensureCacheDirs(dir);
   const { img } = entryPaths(dir, name);
-  return withEntryLock(dir, name, 'importing', async () => {
+  return withEntryLock(dir, name, 'importing', async (lock) => {
+    await cleanUpInterrupted(dir, lock, opts);
     const out = await withTempOutput(img, async (tmp) => {
       const d = await decompressTo(file, compression, tmp, opts.onProgress, undefined);
       if (opts.expectedSha256 !== undefined && d.sourceSha256 !== opts.expectedSha256) {
@@ -266,6 +283,7 @@ export interface ImagesOptions {
   env: NodeJS.ProcessEnv;
   cwd: string;
   onProgress?: ProgressFn;
+  onNote?: (message: string) => void;
 }
 
 export interface ImagesPorts {
@@ -274,8 +292,11 @@ export interface ImagesPorts {
   now: () => Date;
 }
 
-export function imagesPorts(): ImagesPorts {
-  return { catalogue: () => loadCatalogue(), catalogueEntry: (n) => loadCatalogueEntry(n), now: () => new Date() };
+/** The catalogue is the one shipped with pi-image, or the directory $PI_IMAGE_CATALOGUE names (a local mirror). */
+export function imagesPorts(env: NodeJS.ProcessEnv = process.env): ImagesPorts {
+  const own = env['PI_IMAGE_CATALOGUE'];
+  const dir = own === undefined || own === '' ? undefined : own;
+  return { catalogue: () => loadCatalogue(dir), catalogueEntry: (n) => loadCatalogueEntry(n, dir), now: () => new Date() };
 }
 
 export function resolveCacheDir(opts: Pick<ImagesOptions, 'cache' | 'env' | 'cwd'>): string {
@@ -300,7 +321,7 @@ export interface ImageRow {
 }
 
 /** `images list`: catalogue entries and imported images, with what is really in the cache. */
-export async function runImagesList(opts: ImagesOptions, ports: ImagesPorts = imagesPorts()): Promise<{ cache: string; images: ImageRow[] }> {
+export async function runImagesList(opts: ImagesOptions, ports: ImagesPorts = imagesPorts(opts.env)): Promise<{ cache: string; images: ImageRow[] }> {
   const dir = resolveCacheDir(opts);
   const entries = await ports.catalogue();
   const records = await listCachedImages(dir);
@@ -327,7 +348,7 @@ export async function runImagesList(opts: ImagesOptions, ports: ImagesPorts = im
 /** `images fetch NAME [--force]`. */
 export async function runImagesFetch(
   opts: ImagesOptions & { name: string; force: boolean },
-  ports: ImagesPorts = imagesPorts(),
+  ports: ImagesPorts = imagesPorts(opts.env),
 ): Promise<{ image: CachedImage; entry: CatalogueEntry }> {
   const entry = await ports.catalogueEntry(opts.name);
   const image = await fetchImage(entry, {
@@ -335,6 +356,7 @@ export async function runImagesFetch(
     force: opts.force,
     now: ports.now,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.onNote ? { onNote: opts.onNote } : {}),
   });
   return { image, entry };
 }
@@ -342,7 +364,7 @@ export async function runImagesFetch(
 /** `images import FILE --name NAME [--sha256 X]`: a catalogue name keeps the catalogue's check. */
 export async function runImagesImport(
   opts: ImagesOptions & { file: string; name: string; sha256?: string },
-  ports: ImagesPorts = imagesPorts(),
+  ports: ImagesPorts = imagesPorts(opts.env),
 ): Promise<CachedImage> {
   checkImageName(opts.name);
   const entry = (await ports.catalogue()).find((e) => e.name === opts.name);
@@ -350,6 +372,7 @@ export async function runImagesImport(
     cacheDir: resolveCacheDir(opts),
     now: ports.now,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.onNote ? { onNote: opts.onNote } : {}),
     ...(opts.sha256 === undefined ? {} : { expectedSha256: opts.sha256.toLowerCase() }),
     ...(entry ? { entry } : {}),
   });
@@ -358,7 +381,7 @@ export async function runImagesImport(
 /** `images verify [NAME]`: re-hash one or every cached image; `ok` false when one does not match. */
 export async function runImagesVerify(
   opts: ImagesOptions & { name?: string; onStart?: (name: string) => void; onDone?: () => void },
-  ports: ImagesPorts = imagesPorts(),
+  ports: ImagesPorts = imagesPorts(opts.env),
 ): Promise<{ cache: string; ok: boolean; images: VerifyResult[] }> {
   const dir = resolveCacheDir(opts);
   const names = opts.name !== undefined ? [opts.name] : (await listCachedImages(dir)).map((r) => r.name);

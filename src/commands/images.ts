@@ -27,7 +27,13 @@ interface ImagesArgs extends GlobalArgs {
 }
 
 function options(argv: ImagesArgs, out: Io, onProgress?: (p: Progress) => void): ImagesOptions {
-  return { env: out.env, cwd: out.cwd, ...(argv.cache === undefined ? {} : { cache: argv.cache }), ...(onProgress ? { onProgress } : {}) };
+  return {
+    env: out.env,
+    cwd: out.cwd,
+    ...(argv.cache === undefined ? {} : { cache: argv.cache }),
+    ...(onProgress ? { onProgress } : {}),
+    onNote: (message) => out.err(`${message}\n`),
+  };
 }
 
 /** A bar per phase (download, decompress, hash) on a terminal; in logs a line every 10 % or 15 s. */
