@@ -78,7 +78,13 @@ export async function decompressTo(
       transform(chunk: Buffer, _e, cb: TransformCallback) {
         srcHash.update(chunk);
         read += chunk.length;
-        onProgress?.({ phase: 'decompress', bytes: read, total: srcSize });
+        // a throw here would escape the stream (an uncaught exception, and a pipeline that never ends)
+        try {
+          onProgress?.({ phase: 'decompress', bytes: read, total: srcSize });
+        } catch (err) {
+          cb(err as Error);
+          return;
+        }
         cb(null, chunk);
       },
     });
@@ -96,8 +102,15 @@ export async function decompressTo(
           pipeline(child.stdout, sink),
           child.done,
         ]);
-        // most telling error first: the sink (disk full), then the tool (corrupt data), then feeding it
-        for (const r of [written, exited, fed]) if (r.status === 'rejected') throw r.reason;
+        // Most telling error first: the sink (disk full); then feeding the tool when that failed on
+        // its own (reading the source, the progress callback): the tool then only saw its input
+        // end early ("premature end", "Unexpected end of input") and its message would hide the
+        // cause; then the tool (corrupt data), whose exit also breaks the feeding pipe (EPIPE).
+        if (written.status === 'rejected') throw written.reason;
+        if (fed.status === 'rejected' && !stoppedReading(fed.reason)) {
+          throw exited.status === 'rejected' ? withDetail(fed.reason, exited.reason) : fed.reason;
+        }
+        for (const r of [exited, fed]) if (r.status === 'rejected') throw r.reason;
       }
     } catch (err) {
       await sink.abort();
@@ -112,6 +125,19 @@ export async function decompressTo(
     }
     return { sha256: sink.sha256, size: sink.size, sourceSha256: srcHash.digest('hex') };
   }
+}
+
+/** Errors of a feeding pipeline that only say the program on its other end stopped reading. */
+function stoppedReading(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EPIPE' || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED';
+}
+
+/** `err` with what the decompressor said about it, for -v. */
+function withDetail(err: unknown, tool: unknown): unknown {
+  if (err instanceof PiImageError) return err;
+  const e = err instanceof Error ? err : new Error(String(err));
+  return Object.assign(e, { cause: e.cause ?? tool });
 }
 
 /**

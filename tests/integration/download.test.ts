@@ -220,6 +220,21 @@ describe('importImage', () => {
     expect((await verifyCachedImage(`imported-${kind}`, undefined, { cacheDir: cache })).ok).toBe(true);
   });
 
+  it('reports why feeding the decompressor stopped, not the decompressor\'s "premature end" that follows', async () => {
+    const file = join(dir, 'feed.img.zst');
+    await writeFile(file, (await execa('zstd', ['-1', '-c', '-q', imgPath], { encoding: 'buffer' })).stdout as unknown as Uint8Array);
+    expect((await stat(file)).size).toBeGreaterThan(1024 * 1024); // more than one 1 MiB read: zstd gets a part, then its input ends
+    let calls = 0;
+    const onProgress = (): void => {
+      if (++calls === 2) throw new Error('the progress display failed');
+    };
+    const e = await importImage(file, 'fed', { cacheDir: cache, onProgress }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(IoError);
+    expect((e as Error).message).toMatch(/the progress display failed/);
+    expect((e as Error).message).not.toMatch(/premature end/);
+    expect(await readdir(join(cache, 'images'))).toEqual([]);
+  });
+
   it('rejects a damaged xz without leaving an image', async () => {
     const file = join(dir, 'damaged.img.xz');
     const broken = Buffer.from(xz);
