@@ -29,3 +29,12 @@ export const DEFAULT_SSH_PORT = 22;
 export const DEFAULT_REBUILD_BUDGET = '60m';
 /** rebuild --drain-timeout */
 export const DEFAULT_DRAIN_TIMEOUT = '5m';
+
+/**
+ * How long systemd waits for a node's data disk at boot (`x-systemd.device-timeout` of its fstab
+ * line). k3s requires the mount (RequiresMountsFor): if the disk shows up after this, the mount
+ * fails and k3s stays down until someone restarts it, on every later boot too (the join script's
+ * own wait covers the first boot only). A slow USB disk, a hub, or a loaded machine must not cost
+ * the node: 30 s was seen to be too short.
+ */
+export const DATA_DISK_DEVICE_TIMEOUT = '10min';

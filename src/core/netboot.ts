@@ -8,6 +8,7 @@
  * containerd cannot keep its data on NFS, so every netboot node needs a local data disk mounted at
  * /var/lib/rancher (from the inventory's `dataDisk`).
  */
+import { DATA_DISK_DEVICE_TIMEOUT } from './defaults.js';
 import { InputError } from './errors.js';
 import { assertKnownNodes } from './node-selection.js';
 import { cidrContains, formatCidr, intToIpv4, isIpv4, parseCidr } from './inventory/net.js';
@@ -185,7 +186,7 @@ export function netbootFstab(original: string, node: Pick<NetbootNodePlan, 'node
     ...kept,
     `# pi-image netboot (${node.node}): the root filesystem is NFS (mounted by the kernel, root=/dev/nfs);`,
     '# containerd/k3s data must be on local storage:',
-    `${d.device} ${d.mountPoint} ${d.fsType} defaults,noatime,x-systemd.device-timeout=30s 0 2`,
+    `${d.device} ${d.mountPoint} ${d.fsType} defaults,noatime,x-systemd.device-timeout=${DATA_DISK_DEVICE_TIMEOUT} 0 2`,
     '',
   ].join('\n');
 }

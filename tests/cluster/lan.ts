@@ -17,6 +17,29 @@ export interface LanOptions {
   gateway: string;
 }
 
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SIGKILLs every process inside the namespace, then deletes it. */
+async function removeNamespace(name: string): Promise<void> {
+  const pids = await execa('ip', ['netns', 'pids', name], { reject: false });
+  for (const pid of String(pids.stdout ?? '').split(/\s+/).filter((p) => /^\d+$/.test(p))) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      /* gone already */
+    }
+  }
+  await execa('ip', ['netns', 'delete', name], { reject: false });
+}
+
 export class VirtualLan {
   private readonly taps: string[] = [];
   private created = false;
@@ -79,10 +102,24 @@ export class VirtualLan {
     return r.stdout.split('\n').filter((l) => l.trim() !== '');
   }
 
-  /** Deletes the namespace (its bridge and taps go with it). Idempotent. */
+  /** Kills what still runs in the namespace (VMs, commands), then deletes it (its bridge and taps go with it). Idempotent. */
   async destroy(): Promise<void> {
     if (!this.created) return;
     this.created = false;
-    await execa('ip', ['netns', 'delete', this.o.name], { reject: false });
+    await removeNamespace(this.o.name);
+  }
+
+  /**
+   * Namespaces `<prefix><pid>` left by runs whose process is gone (killed before their cleanup ran):
+   * their VMs are stopped and the namespaces deleted. Returns their names.
+   */
+  static async removeStale(prefix: string): Promise<string[]> {
+    const r = await execa('ip', ['netns', 'list'], { reject: false });
+    const stale = String(r.stdout ?? '')
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter((n) => n.startsWith(prefix) && !alive(Number(n.slice(prefix.length))));
+    for (const n of stale) await removeNamespace(n);
+    return stale;
   }
 }

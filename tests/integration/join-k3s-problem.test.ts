@@ -21,7 +21,7 @@ function lastError(journal: string): string {
   };
   const prog = [
     'set -Eeuo pipefail',
-    'K3S_SERVICE=k3s-agent.service; DATA_DIR=/nonexistent; K3S_BIN=/bin/false; LAST_ERROR=""',
+    'K3S_SERVICE=k3s-agent; DATA_DIR=/nonexistent; K3S_BIN=/bin/false; LAST_ERROR=""',
     // the unit is still activating (Type=notify, not ready); its journal is the test's text
     'systemctl() { return 3; }',
     'journalctl() { printf "%s" "$JOURNAL"; }',
@@ -42,18 +42,18 @@ describe('join script: why the node is not registered yet', () => {
       'time="2026-12-01T20:00:09Z" level=info msg="Connecting to proxy" url="wss://10.0.0.11:6443/v1-k3s/connect"',
     ].join('\n');
     expect(lastError(journal)).toBe(
-      'k3s-agent.service is not active yet: Waiting to retrieve agent configuration; server is not ready: failed to retrieve configuration from server: not authorized (journalctl -u k3s-agent.service)',
+      'k3s-agent is not active yet: Waiting to retrieve agent configuration; server is not ready: failed to retrieve configuration from server: not authorized (journalctl -u k3s-agent)',
     );
   });
 
   it('nothing worth saying in the journal: only that the unit is not active yet', () => {
-    expect(lastError('time="x" level=info msg="Starting k3s agent"\n')).toBe('k3s-agent.service is not active yet (journalctl -u k3s-agent.service)');
+    expect(lastError('time="x" level=info msg="Starting k3s agent"\n')).toBe('k3s-agent is not active yet (journalctl -u k3s-agent)');
   });
 
   it('a line without msg= is kept whole, control characters dropped, at most 300 characters', () => {
     const long = `level=fatal ${'x'.repeat(400)}\u0007`;
     const out = lastError(`${long}\n`);
-    expect(out.startsWith('k3s-agent.service is not active yet: level=fatal xxx')).toBe(true);
+    expect(out.startsWith('k3s-agent is not active yet: level=fatal xxx')).toBe(true);
     expect(out).not.toContain('\u0007');
     expect(out.length).toBeLessThan(300 + 100);
   });

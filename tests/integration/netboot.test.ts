@@ -229,7 +229,7 @@ describe.skipIf(!canUseLoop)('pi-image netboot', () => {
     const fstab = await readFile(join(nfs, 'etc/fstab'), 'utf8');
     expect(fstab).not.toMatch(/PARTUUID/);
     expect(fstab).toMatch(/^proc \/proc proc defaults 0 0$/m);
-    expect(fstab).toMatch(/^\/dev\/disk\/by-label\/rancher \/var\/lib\/rancher ext4 defaults,noatime,x-systemd\.device-timeout=30s 0 2$/m);
+    expect(fstab).toMatch(/^\/dev\/disk\/by-label\/rancher \/var\/lib\/rancher ext4 defaults,noatime,x-systemd\.device-timeout=10min 0 2$/m);
     for (const [name, contents] of Object.entries(img.seed)) {
       const p = join(nfs, 'boot/firmware', name);
       expect(await readFile(p, 'utf8')).toBe(contents);

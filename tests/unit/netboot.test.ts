@@ -133,7 +133,7 @@ describe('netbootFstab', () => {
     expect(lines).toEqual([
       'proc            /proc           proc    defaults          0       0',
       'tmpfs /tmp tmpfs defaults 0 0',
-      '/dev/disk/by-label/rancher /var/lib/rancher ext4 defaults,noatime,x-systemd.device-timeout=30s 0 2',
+      '/dev/disk/by-label/rancher /var/lib/rancher ext4 defaults,noatime,x-systemd.device-timeout=10min 0 2',
     ]);
     // rewriting twice does not duplicate the data disk line
     expect(netbootFstab(out, { node: 'pi-cluster-3', dataDisk: DATA_DISK }).split('\n').filter((l) => l.includes('/var/lib/rancher ext4'))).toHaveLength(1);

@@ -1,3 +1,4 @@
+import { DATA_DISK_DEVICE_TIMEOUT } from '../defaults.js';
 import { InputError } from '../errors.js';
 import { findNode } from '../node-selection.js';
 import type { Inventory, NodeFileSet, NodeModel, RenderedFile, Secrets } from '../model.js';
@@ -187,7 +188,7 @@ function userData(inventory: Inventory, node: NodeModel, payload: readonly Paylo
   doc.disable_root = true;
   if (node.dataDisk) {
     const d = node.dataDisk;
-    doc.mounts = [[d.device, d.mountPoint, d.fsType, 'defaults,nofail,x-systemd.device-timeout=30s', '0', '2']];
+    doc.mounts = [[d.device, d.mountPoint, d.fsType, `defaults,nofail,x-systemd.device-timeout=${DATA_DISK_DEVICE_TIMEOUT}`, '0', '2']];
   }
   doc.write_files = payload.map((f) => writeFile(f.path, f.contents, octal(f.mode)));
   doc.runcmd = [
