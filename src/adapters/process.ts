@@ -144,6 +144,11 @@ export function spawnStream(cmd: string, args: readonly string[], opts: RunOptio
       ...(opts.timeoutMs === undefined ? {} : { timeout: opts.timeoutMs }),
     });
   const untrack = track(child.pid);
+  // once the program has exited its pid may be handed to another program: no group signal after that
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
   const done = child.then((r) => {
     untrack();
     checkResult(cmd, opts, { failed: r.failed, code: r.code, exitCode: r.exitCode, stderr: String(r.stderr ?? ''), timedOut: r.timedOut, isTerminated: r.isTerminated, signal: r.signal });
@@ -155,6 +160,7 @@ export function spawnStream(cmd: string, args: readonly string[], opts: RunOptio
     stdout: child.stdout,
     done,
     kill: () => {
+      if (exited) return;
       child.kill();
       if (child.pid !== undefined) {
         try {
