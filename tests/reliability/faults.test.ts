@@ -245,11 +245,7 @@ describe.skipIf(!isRoot)('reliability: faults', () => {
       const helper = Number(readFileSync(join(dir, `${c.tool}.pid`), 'utf8'));
       process.kill(child.pid, 'SIGKILL');
       await child.exit;
-      try {
-        process.kill(-helper, 'SIGKILL'); // a SIGKILLed process cannot stop its children; the test does
-      } catch {
-        process.kill(helper, 'SIGKILL');
-      }
+      killGroup(helper); // a SIGKILLed process cannot stop its children; the test does
       const stale = readdirSync(out).filter((n) => n.includes('.tmp-'));
       expect(stale.length).toBeGreaterThan(0);
       expectNoFinalOutputs(out);
