@@ -45,6 +45,8 @@ export interface BuildOutputs {
   image: string;
   record: BuildRecord;
   recordPath: string;
+  /** files that belong to the image (its block map): put in place with it, the earlier ones back if the record cannot be */
+  companions?: readonly { tmp: string; path: string }[];
   /** other forms of the same image (`.img` for a compressed build, …): removed once the pair is in place */
   replaces?: readonly string[];
 }
@@ -74,32 +76,41 @@ export async function commitBuildOutputs(o: BuildOutputs): Promise<void> {
     await rm(recordTmp, { force: true }).catch(() => undefined);
     throw fail('', cause);
   }
-  const backup = `${o.image}.old-${process.pid}`;
-  let hadOld = false;
-  try {
-    try {
-      await rename(o.image, backup);
-      hadOld = true;
-    } catch (cause) {
-      if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw cause;
+  // the image and its companions: each earlier file is set aside first, and comes back on failure
+  const moves = [{ tmp: o.imageTmp, path: o.image }, ...(o.companions ?? [])].map((m) => ({ ...m, backup: `${m.path}.old-${process.pid}`, hadOld: false, moved: false }));
+  const undo = async (): Promise<void> => {
+    for (const m of [...moves].reverse()) {
+      if (m.moved) await rename(m.path, m.tmp).catch(() => undefined);
+      if (m.hadOld) await rename(m.backup, m.path).catch(() => undefined);
+      m.moved = false;
+      m.hadOld = false;
     }
-    await rename(o.imageTmp, o.image);
+  };
+  try {
+    for (const m of moves) {
+      try {
+        await rename(m.path, m.backup);
+        m.hadOld = true;
+      } catch (cause) {
+        if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw cause;
+      }
+      await rename(m.tmp, m.path);
+      m.moved = true;
+    }
     try {
       await rename(recordTmp, o.recordPath);
     } catch (cause) {
       // the new image must not stay beside the old record: put the old image back
-      await rename(o.image, o.imageTmp).catch(() => undefined);
-      if (hadOld) await rename(backup, o.image);
-      hadOld = false;
+      await undo();
       throw fail(' (the new image was not kept)', cause);
     }
   } catch (cause) {
-    if (hadOld) await rename(backup, o.image).catch(() => undefined);
+    await undo();
     await rm(recordTmp, { force: true }).catch(() => undefined);
     if (cause instanceof IoError) throw cause;
     throw new IoError(`cannot put ${o.image} in place: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { hint, cause });
   }
-  if (hadOld) await rm(backup, { force: true });
+  for (const m of moves) if (m.hadOld) await rm(m.backup, { force: true });
   for (const other of o.replaces ?? []) if (other !== o.image) await rm(other, { force: true });
   await fsyncDir(dirname(o.recordPath));
 }

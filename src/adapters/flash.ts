@@ -27,6 +27,7 @@ import { constants } from 'node:fs';
 import { createReadStream } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { BuildRecord } from '../core/build-record.js';
+import { type Bmap, type ByteRange, mappedBytes, mergeRanges, rangeBytes } from '../core/bmap.js';
 import { InputError, IoError, PiImageError } from '../core/errors.js';
 import { flushBuffers } from './blockdev.js';
 import { ext4ReadFile } from './ext4.js';
@@ -54,6 +55,12 @@ export interface FlashOptions {
   onProgress?: (p: FlashProgress) => void;
   /** write chunk size (default 4 MiB) */
   chunkSize?: number;
+  /**
+   * The image's block map, checked by the caller against the image and its build record: only the
+   * mapped ranges are written and read back (each against its sha256); the rest of the card keeps
+   * what it held, as with `bmaptool copy`. Needs `record`.
+   */
+  bmap?: Bmap;
   /** TEST HOOK: runs after everything was written and synced, before verification (e.g. to corrupt the medium) */
   afterWrite?: () => Promise<void>;
 }
@@ -75,6 +82,8 @@ export interface FlashResult {
   verifyMs: number;
   /** bytes per second of the write phase (including the final fsync) */
   writeBytesPerSecond: number;
+  /** a mapped write: bytes and ranges written (of `bytes`, the image's size) */
+  mapped?: { bytes: number; ranges: number };
   verify: {
     result: 'ok' | 'failed' | 'skipped';
     readbackSha256?: string;
@@ -139,8 +148,8 @@ async function sync(fh: FileHandle, device: string): Promise<void> {
  * Reads `length` bytes from the start of `device` with O_DIRECT (dd iflag=direct), feeding each
  * chunk to `onChunk`. Returns the number of bytes read.
  */
-export async function readDeviceDirect(device: string, length: number, onChunk: (b: Buffer) => void | Promise<void>): Promise<number> {
-  const dd = spawnStream('dd', [`if=${device}`, 'bs=4M', `count=${length}`, 'iflag=direct,count_bytes', 'status=none'], {
+export async function readDeviceDirect(device: string, length: number, onChunk: (b: Buffer) => void | Promise<void>, skip = 0): Promise<number> {
+  const dd = spawnStream('dd', [`if=${device}`, 'bs=4M', `skip=${skip}`, `count=${length}`, 'iflag=direct,skip_bytes,count_bytes', 'status=none'], {
     what: `reading back ${device}`,
   });
   dd.stdin.end();
@@ -256,6 +265,7 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
   // what the card must end up holding: the raw image (for a compressed build, rawSha256 in the record)
   const expectedSha = opts.record === undefined ? undefined : compression === 'none' ? opts.record.image.sha256 : opts.record.image.rawSha256;
   const size = await uncompressedSize(image, compression);
+  if (opts.bmap !== undefined && expectedSha !== undefined) return flashMapped(opts, opts.bmap, compression, expectedSha, chunkSize);
 
   let dst: FileHandle;
   try {
@@ -428,4 +438,205 @@ async function checkRecordFiles(device: string, head: Buffer, record: BuildRecor
     );
   }
   return out;
+}
+
+// ── mapped writes (a block map beside the image) ─────────────────────────────────────────────────
+
+/** Reads bytes of the raw image at increasing offsets: pread on a raw file, skipping through a decompressed stream. */
+interface PositionalReader {
+  read(position: number, length: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+async function positionalReader(image: string, compression: ImageCompression, chunkSize: number): Promise<PositionalReader> {
+  if (compression === 'none') {
+    const fh = await open(image, 'r');
+    return {
+      read: async (position, length) => {
+        const buf = Buffer.allocUnsafe(length);
+        let done = 0;
+        while (done < length) {
+          const { bytesRead } = await fh.read(buf, done, length - done, position + done);
+          if (bytesRead === 0) break;
+          done += bytesRead;
+        }
+        return buf.subarray(0, done);
+      },
+      close: () => fh.close(),
+    };
+  }
+  const src = ImageReader.open(image, compression, chunkSize);
+  let at = 0;
+  return {
+    read: async (position, length) => {
+      // unmapped bytes of the stream are decompressed and dropped, never written
+      while (at < position) {
+        const skipped = await src.read(Math.min(chunkSize, position - at));
+        if (skipped.length === 0) break;
+        at += skipped.length;
+      }
+      const b = Buffer.from(await src.read(length));
+      at += b.length;
+      return b;
+    },
+    // the rest of the stream is not needed: the range sums proved what was written
+    close: async () => src.abort(),
+  };
+}
+
+/**
+ * Like flashImage, for an image with a block map: the head is zeroed, the mapped ranges past the
+ * head are written (each range's sha256 checked against the map on the way: a mismatch stops with
+ * the card left without a partition table), then the head; the read-back checks each range's sha256.
+ */
+async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCompression, expectedSha: string, chunkSize: number): Promise<FlashResult> {
+  const { image, device } = opts;
+  const ranges = bmap.ranges.map((r) => ({ ...rangeBytes(r, bmap.imageSize, bmap.blockSize), sha256: r.sha256 }));
+  const total = mappedBytes(bmap);
+  let dst: FileHandle;
+  try {
+    dst = await open(device, constants.O_WRONLY | constants.O_EXCL);
+  } catch (err) {
+    throw deviceOpenError(device, err);
+  }
+  const started = performance.now();
+  const src = await positionalReader(image, compression, chunkSize);
+  let head: Buffer;
+  let done = 0;
+  try {
+    try {
+      head = Buffer.from(await src.read(0, Math.min(HEAD_BYTES, bmap.imageSize)));
+      if ((parseMbr(head)?.partitions.length ?? 0) === 0) {
+        throw new InputError(`${image} is not a disk image: its first sector holds no partition table (MBR)${compression === 'none' ? '' : ` after ${compression} decompression`}`, {
+          hint: 'flash an image made by `pi-image build` (.img, .img.xz or .img.zst)',
+        });
+      }
+      await writeAll(dst, Buffer.alloc(head.length), 0, device);
+      await sync(dst, device);
+      opts.onProgress?.({ phase: 'write', bytes: 0, total });
+      for (const r of ranges) {
+        const h = createHash('sha256');
+        for (let pos = r.start; pos < r.end; ) {
+          // the head's bytes are already in memory (they are written last): a chunk is either in it or past it
+          const n = Math.min(chunkSize, r.end - pos, pos < head.length ? head.length - pos : Infinity);
+          const chunk = pos < head.length ? head.subarray(pos, pos + n) : await src.read(pos, n);
+          if (chunk.length !== n) throw new IoError(`image ${image} ended at byte ${pos + chunk.length}, before the end of its block map (${bmap.imageSize} bytes); the card was left without a partition table`);
+          h.update(chunk);
+          if (pos >= head.length) await writeAll(dst, chunk, pos, device);
+          pos += n;
+          done += n;
+          opts.onProgress?.({ phase: 'write', bytes: done, total });
+        }
+        if (h.digest('hex') !== r.sha256) {
+          throw new IoError(
+            `image ${image} does not match its block map (bytes ${r.start}–${r.end - 1} differ from the map's sha256); the card was left without a partition table`,
+            { hint: 'rebuild the image with `pi-image build` and flash again' },
+          );
+        }
+      }
+    } catch (err) {
+      if (err instanceof PiImageError) throw err;
+      throw new IoError(`reading ${image} failed: ${(err as Error).message}`, { hint: 'the file may be damaged or cut short; build it again', cause: err });
+    } finally {
+      await src.close();
+    }
+    await sync(dst, device);
+    await writeAll(dst, head, 0, device);
+    await sync(dst, device);
+  } finally {
+    await dst.close();
+  }
+  const writeMs = performance.now() - started;
+  await opts.afterWrite?.();
+  const result: FlashResult = {
+    device,
+    image,
+    bytes: bmap.imageSize,
+    // the block map is the one the build record names, and every mapped range matched its sum
+    imageSha256: expectedSha,
+    writeMs,
+    verifyMs: 0,
+    writeBytesPerSecond: writeMs > 0 ? total / (writeMs / 1000) : 0,
+    mapped: { bytes: total, ranges: ranges.length },
+    verify: { result: 'skipped', files: [] },
+  };
+  if (opts.verify === false) return result;
+
+  // read back the mapped ranges with O_DIRECT (nearby ranges in one dd: fewer processes, the gap is read and dropped)
+  const vStart = performance.now();
+  await flushBuffers(device);
+  const spans = mergeRanges(ranges.map((r) => ({ start: r.start, end: r.end + 4 * MiB }))).map((s) => ({ start: s.start, end: Math.min(s.end - 4 * MiB, bmap.imageSize) }));
+  let ri = 0;
+  let h = createHash('sha256');
+  let seen = 0;
+  let bad: (ByteRange & { sha256: string }) | undefined;
+  for (const span of spans) {
+    let pos = span.start;
+    const got = await readDeviceDirect(
+      device,
+      span.end - span.start,
+      (b) => {
+        let off = 0;
+        while (off < b.length) {
+          const r = ranges[ri];
+          if (r === undefined) return;
+          const at = pos + off;
+          if (at < r.start) {
+            off += Math.min(b.length - off, r.start - at);
+            continue;
+          }
+          const n = Math.min(b.length - off, r.end - at);
+          h.update(b.subarray(off, off + n));
+          off += n;
+          seen += n;
+          if (at + n === r.end) {
+            if (h.digest('hex') !== r.sha256) bad ??= r;
+            h = createHash('sha256');
+            ri++;
+          }
+        }
+        pos += b.length;
+        opts.onProgress?.({ phase: 'verify', bytes: seen, total });
+      },
+      span.start,
+    );
+    if (got !== span.end - span.start) bad ??= { start: span.start + got, end: span.end, sha256: '' };
+  }
+  let ok = bad === undefined && ri === ranges.length;
+  if (bad !== undefined) result.verify.firstBadOffset = await firstDifference(device, image, compression, chunkSize, bad);
+
+  if (opts.record !== undefined && opts.record.files.length > 0) {
+    result.verify.files = await checkRecordFiles(device, head, opts.record, compression === 'none' ? image : undefined, ok);
+    if (result.verify.files.some((f) => !f.ok)) ok = false;
+  }
+  result.verify.result = ok ? 'ok' : 'failed';
+  result.verifyMs = performance.now() - vStart;
+  return result;
+}
+
+/** Where a range that read back wrong first differs from the image (its start when that cannot be told). */
+async function firstDifference(device: string, image: string, compression: ImageCompression, chunkSize: number, r: ByteRange): Promise<number> {
+  const src = await positionalReader(image, compression, chunkSize);
+  try {
+    let pos = r.start;
+    let found: number | undefined;
+    await readDeviceDirect(
+      device,
+      r.end - r.start,
+      async (b) => {
+        if (found !== undefined) return;
+        const want = await src.read(pos, b.length);
+        let i = 0;
+        while (i < b.length && want[i] === b[i]) i++;
+        if (i < b.length) found = pos + i;
+        pos += b.length;
+      },
+      r.start,
+    );
+    return found ?? r.start;
+  } catch {
+    return r.start;
+  } finally {
+    await src.close();
+  }
 }

@@ -242,26 +242,54 @@ const HASH_WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { closeSync, fstatSync, openSync, readSync } = require('node:fs');
 const { createHash } = require('node:crypto');
-const { path, chunk, every } = workerData;
+const { path, chunk, every, ranges, data } = workerData;
 try {
   const fd = openSync(path, 'r');
   try {
     const total = fstatSync(fd).size;
     const h = createHash('sha256');
     const buf = Buffer.allocUnsafe(chunk);
+    const zeros = data ? Buffer.alloc(chunk) : undefined;
+    // segment boundaries: where a range (hashed on its own too) or a data extent starts or ends
+    const cuts = new Set([0, total]);
+    for (const r of ranges || []) { cuts.add(r.start); cuts.add(r.end); }
+    for (const r of data || []) { cuts.add(Math.min(r.start, total)); cuts.add(Math.min(r.end, total)); }
+    const points = [...cuts].filter((p) => p <= total).sort((a, b) => a - b);
+    const sums = [];
+    let ri = 0;
+    let di = 0;
+    let rh;
     let bytes = 0;
     let last = 0;
-    for (;;) {
-      const n = readSync(fd, buf, 0, chunk, bytes);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-      bytes += n;
-      if (every > 0 && (bytes - last >= every || bytes === total)) {
-        last = bytes;
-        parentPort.postMessage({ bytes, total });
+    for (let k = 0; k + 1 < points.length; k++) {
+      const start = points[k];
+      const end = points[k + 1];
+      const range = ranges && ranges[ri] && ranges[ri].start <= start && start < ranges[ri].end ? ranges[ri] : undefined;
+      if (range && range.start === start) rh = createHash('sha256');
+      while (data && data[di] && data[di].end <= start) di++;
+      // a hole reads as zeros: hash zeros instead of reading them
+      const hole = data !== undefined && !(data[di] && data[di].start <= start);
+      for (let pos = start; pos < end; ) {
+        const want = Math.min(chunk, end - pos);
+        let piece;
+        if (hole) piece = zeros.subarray(0, want);
+        else {
+          const n = readSync(fd, buf, 0, want, pos);
+          if (n === 0) throw new Error('the file is shorter than it was (changed while being read)');
+          piece = buf.subarray(0, n);
+        }
+        h.update(piece);
+        if (range) rh.update(piece);
+        pos += piece.length;
+        bytes = pos;
+        if (every > 0 && (bytes - last >= every || bytes === total)) {
+          last = bytes;
+          parentPort.postMessage({ bytes, total });
+        }
       }
+      if (range && range.end === end) { sums.push(rh.digest('hex')); ri++; }
     }
-    parentPort.postMessage({ digest: h.digest('hex') });
+    parentPort.postMessage({ digest: h.digest('hex'), sums });
   } finally {
     closeSync(fd);
   }
@@ -270,22 +298,36 @@ try {
 }
 `;
 
-type HashMessage = { digest: string } | { error: string } | { bytes: number; total: number };
+type HashMessage = { digest: string; sums: string[] } | { error: string } | { bytes: number; total: number };
 
 /**
  * sha256 (hex) of a file, streaming, in a worker thread; reports progress (every 16 MiB) if asked.
  * Aborting `signal` stops the thread and rejects (a failed build does not wait for its hashes).
  */
 export function fileSha256(path: string, onProgress?: ProgressFn, signal?: AbortSignal): Promise<string> {
+  return fileSha256AndRanges(path, {}, onProgress, signal).then((r) => r.sha256);
+}
+
+/**
+ * The file's sha256 and, in the same read pass, the sha256 of each of `ranges` (sorted, disjoint
+ * byte ranges). With `data` (the file's data extents, SEEK_DATA/SEEK_HOLE), holes are not read:
+ * they are hashed as the zeros they read as.
+ */
+export function fileSha256AndRanges(
+  path: string,
+  o: { ranges?: readonly { start: number; end: number }[]; data?: readonly { start: number; end: number }[] },
+  onProgress?: ProgressFn,
+  signal?: AbortSignal,
+): Promise<{ sha256: string; sums: string[] }> {
   return new Promise((resolvePromise, reject) => {
     const fail = (message: string, cause?: unknown) => reject(new IoError(`cannot read ${path}: ${message}`, { cause }));
     if (signal?.aborted) return fail('cancelled');
     const worker = new Worker(HASH_WORKER, {
       eval: true,
-      workerData: { path, chunk: 1024 * 1024, every: onProgress === undefined ? 0 : 16 * 1024 * 1024 },
+      workerData: { path, chunk: 1024 * 1024, every: onProgress === undefined ? 0 : 16 * 1024 * 1024, ranges: o.ranges, data: o.data },
     });
     worker.on('message', (m: HashMessage) => {
-      if ('digest' in m) resolvePromise(m.digest);
+      if ('digest' in m) resolvePromise({ sha256: m.digest, sums: m.sums });
       else if ('error' in m) fail(m.error);
       else {
         try {

@@ -25,7 +25,10 @@ import {
   type TempOutputOptions,
   withTempOutput,
   writeRenderedFiles,
+  writeTempFile,
 } from '../adapters/image-files.js';
+import { hashAndMapImage, type ImageDigest } from '../adapters/bmap.js';
+import { bmapPathFor } from '../core/bmap.js';
 import { type ImageLayout, inspectImage } from '../adapters/partitions.js';
 import { packagePath } from '../adapters/paths.js';
 import { run } from '../adapters/process.js';
@@ -186,6 +189,7 @@ async function bakeNode(
   const injected: (RenderedFile & { uid?: number; gid?: number })[] = set.files.filter((f) => f.target === 'boot' || f.target === 'root');
   let rawSha = '';
   let finalSha = '';
+  let digest: ImageDigest | undefined;
 
   const write = (tmp: string) =>
     shared.writing(async () => {
@@ -207,6 +211,12 @@ async function bakeNode(
       progress('hash', 0.75);
     });
   const hash = (path: string) => fileSha256(path, undefined, shared.signal);
+  // the raw image's sha256 and its block map (bmaptool's format) in one read pass
+  const hashAndMap = async (path: string): Promise<string> => {
+    digest = await hashAndMapImage(path, layout, shared.signal);
+    return digest.sha256;
+  };
+  const bmapPath = bmapPathFor(plan.output);
 
   // the finished image stays under a temp name until it is put in place together with its record
   const finalTmp = tempPathFor(plan.output);
@@ -215,7 +225,7 @@ async function bakeNode(
     await rm(finalTmp, { force: true });
     if (plan.compress === 'none') {
       await write(finalTmp);
-      rawSha = await shared.finishing(() => hash(finalTmp));
+      rawSha = await shared.finishing(() => hashAndMap(finalTmp));
       await shared.base; // the base checked out before the image appears
       finalSha = rawSha;
     } else {
@@ -226,7 +236,7 @@ async function bakeNode(
       try {
         await write(rawTmp);
         await shared.finishing(async () => {
-          rawSha = await hash(rawTmp);
+          rawSha = await hashAndMap(rawTmp);
           await shared.base; // the base checked out before the image appears
           progress('compress', 0.85);
           await compressFile(rawTmp, finalTmp, kind, { mode: PRIVATE_FILE_MODE });
@@ -239,14 +249,23 @@ async function bakeNode(
     }
     const record = await recordOf(finalTmp);
     await chmod(finalTmp, PRIVATE_FILE_MODE); // the image holds the node's secrets
-    await commitBuildOutputs({
-      imageTmp: finalTmp,
-      image: plan.output,
-      record,
-      recordPath: recordPath(opts.outDir, plan.node),
-      // a build replaces the other forms of the node's image: no stale one stays beside the record
-      replaces: ['', '.zst', '.xz'].map((ext) => `${rawOut}${ext}`),
-    });
+    // the block map holds only block numbers and sha256s of whole ranges (none is a secret's own
+    // hash: a range is at least a 4 KiB block of the image), so it is world-readable like the record
+    const bmapTmp = await writeTempFile(bmapPath, digest!.bmap.text, 0o644);
+    try {
+      await commitBuildOutputs({
+        imageTmp: finalTmp,
+        image: plan.output,
+        record,
+        recordPath: recordPath(opts.outDir, plan.node),
+        companions: [{ tmp: bmapTmp.path, path: bmapPath }],
+        // a build replaces the other forms of the node's image: no stale one stays beside the record
+        replaces: ['', '.zst', '.xz'].map((ext) => `${rawOut}${ext}`),
+      });
+    } finally {
+      await rm(bmapTmp.path, { force: true });
+      bmapTmp.forget();
+    }
     progress('done', 1);
     return record;
   } finally {
@@ -272,7 +291,14 @@ async function bakeNode(
       builtAt: opts.now.toISOString(),
       base: await shared.base,
       inputs: shared.inputs,
-      image: { path: plan.output, sha256: finalSha, size: finalSize, compress: plan.compress, rawSha256: rawSha },
+      image: {
+        path: plan.output,
+        sha256: finalSha,
+        size: finalSize,
+        compress: plan.compress,
+        rawSha256: rawSha,
+        bmap: { path: bmapPath, sha256: digest!.bmap.checksum, mappedBytes: digest!.bmap.mappedBytes },
+      },
       files: [
         ...injected.map((f) => ({
           target: f.target as 'boot' | 'root',

@@ -14,6 +14,8 @@ import { devicesHoldingFile, inspectTarget, listBlockDevices, rereadPartitionTab
 import { readBuildRecord, recordPath as buildRecordPath, recordPathForImage } from '../adapters/build-record.js';
 import { type FlashOptions as WriteOptions, type FlashProgress, type FlashResult, flashImage, imageCompression, uncompressedSize } from '../adapters/flash.js';
 import { readAt } from '../adapters/partitions.js';
+import { readBmap } from '../adapters/bmap.js';
+import { type Bmap, bmapPathFor } from '../core/bmap.js';
 import { noteOnInterrupt } from '../adapters/terminal.js';
 import type { BuildRecord as FlashRecord } from '../core/build-record.js';
 import { type FlashCandidate, flashCandidates } from '../core/device-list.js';
@@ -43,6 +45,8 @@ export interface FlashPorts {
     uncompressedSize(path: string): Promise<number | undefined>;
     /** a build record; undefined when there is none */
     readRecord(path: string): Promise<FlashRecord | undefined>;
+    /** a block map file: the map, why it cannot be used, or undefined when there is none */
+    readBmap?(path: string): Promise<{ bmap: Bmap } | { problem: string } | undefined>;
   };
   /** writes and verifies (src/adapters/flash.ts flashImage) */
   write(o: WriteOptions): Promise<FlashResult>;
@@ -71,6 +75,7 @@ export function defaultFlashPorts(): FlashPorts {
       },
       uncompressedSize: async (path) => uncompressedSize(path, imageCompression(await readAt(path, 0, 8))),
       readRecord: readBuildRecord,
+      readBmap,
     },
     write: flashImage,
   };
@@ -145,6 +150,8 @@ export interface FlashOutcome {
   /** where the build record was looked for; undefined when the caller passed it */
   recordPath?: string;
   record?: FlashRecord;
+  /** the block map used for a mapped write */
+  bmap?: string;
   verdict: DeviceVerdict;
   result: FlashResult;
 }
@@ -210,6 +217,7 @@ export async function runFlash(opts: FlashOptions, ports: FlashPorts = defaultFl
   const device = await ports.blockDevices.resolve(opts.device);
   const verdict = await checkFlashTarget({ device, imageSize, imagePath: image, allowLoop: opts.allowLoop, yes: opts.yes, prompt: opts.prompt, log: opts.log }, ports);
   if (record === undefined) opts.log(`note: no build record at ${recordPath}; the seed files cannot be checked against it`);
+  const mapped = await usableBmap(image, imageSize, record, ports, opts.log);
   // stopped half way (Ctrl-C, SIGTERM), the card holds no bootable image, or one never read back
   let written = false;
   const forget = noteOnInterrupt(() =>
@@ -224,6 +232,7 @@ export async function runFlash(opts: FlashOptions, ports: FlashPorts = defaultFl
       device: verdict.device,
       verify: opts.verify,
       ...(record === undefined ? {} : { record }),
+      ...(mapped === undefined ? {} : { bmap: mapped.bmap }),
       afterWrite: async () => {
         written = true;
       },
@@ -233,7 +242,33 @@ export async function runFlash(opts: FlashOptions, ports: FlashPorts = defaultFl
     forget();
   }
   await ports.blockDevices.rereadPartitionTable(verdict.device);
-  return { image, ...(opts.record === undefined ? { recordPath } : {}), ...(record === undefined ? {} : { record }), verdict, result };
+  return { image, ...(opts.record === undefined ? { recordPath } : {}), ...(record === undefined ? {} : { record }), ...(mapped === undefined ? {} : { bmap: mapped.path }), verdict, result };
+}
+
+/**
+ * The block map a flash may trust: the one the build record names, beside the image, intact (its
+ * BmapFileChecksum), the record's (same checksum) and of the image's size. Anything else is
+ * ignored with a note, and the whole image is written as before.
+ */
+async function usableBmap(image: string, imageSize: number, record: FlashRecord | undefined, ports: FlashPorts, log: (line: string) => void): Promise<{ bmap: Bmap; path: string } | undefined> {
+  const read = ports.images.readBmap;
+  if (read === undefined) return undefined;
+  const named = record?.image.bmap;
+  const path = named === undefined ? bmapPathFor(image) : join(dirname(image), basename(named.path));
+  const found = await read(path);
+  if (found === undefined) {
+    if (named !== undefined) log(`note: the block map ${path} named by the build record is missing; writing the whole image`);
+    return undefined;
+  }
+  const ignore = (why: string) => {
+    log(`note: ignoring the block map ${path}: ${why}; writing the whole image`);
+    return undefined;
+  };
+  if ('problem' in found) return ignore(found.problem);
+  if (named === undefined) return ignore(record === undefined ? 'there is no build record to check it against' : 'the build record does not name it (an earlier build left it)');
+  if (found.bmap.checksum !== named.sha256) return ignore(`its checksum ${found.bmap.checksum.slice(0, 12)}… is not the build record's ${named.sha256.slice(0, 12)}…`);
+  if (found.bmap.imageSize !== imageSize) return ignore(`it maps ${found.bmap.imageSize} bytes, the image has ${imageSize}`);
+  return { bmap: found.bmap, path };
 }
 
 /** The error for a flash whose read-back differs; undefined when it was verified or not checked. */

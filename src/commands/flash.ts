@@ -83,6 +83,8 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
         image: result.image,
         buildRecord: o.record === undefined ? null : (o.recordPath ?? null),
         bytes: result.bytes,
+        /** a mapped write (block map beside the image): the block map, bytes and ranges written; null when the whole image was written */
+        mapped: result.mapped === undefined ? null : { bmap: o.bmap ?? null, ...result.mapped },
         imageSha256: result.imageSha256,
         writeSeconds: round(result.writeMs / 1000),
         writeMiBPerSecond: round(result.writeBytesPerSecond / MiB),
@@ -92,12 +94,15 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
       });
     } else {
       out.out(`flashed ${o.image} → ${verdict.description}\n`);
-      out.out(`  wrote ${humanSize(result.bytes)} (${result.bytes} bytes) in ${(result.writeMs / 1000).toFixed(1)} s, ${(result.writeBytesPerSecond / MiB).toFixed(1)} MiB/s\n`);
+      if (result.mapped !== undefined) {
+        out.out(`  block map ${o.bmap ?? '?'}: ${humanSize(result.mapped.bytes)} of ${humanSize(result.bytes)} mapped in ${result.mapped.ranges} ranges; the rest of the card was not written\n`);
+      }
+      out.out(`  wrote ${humanSize(result.mapped?.bytes ?? result.bytes)} (${result.mapped?.bytes ?? result.bytes} bytes) in ${(result.writeMs / 1000).toFixed(1)} s, ${(result.writeBytesPerSecond / MiB).toFixed(1)} MiB/s\n`);
       out.out(`  image sha256 ${result.imageSha256}\n`);
       const v = result.verify;
       if (v.result === 'skipped') out.out('  verify: skipped (--no-verify)\n');
       else {
-        out.out(`  verify: ${v.result === 'ok' ? 'ok' : 'FAILED'} — read back with O_DIRECT in ${(result.verifyMs / 1000).toFixed(1)} s, sha256 ${v.readbackSha256 ?? '?'}\n`);
+        out.out(`  verify: ${v.result === 'ok' ? 'ok' : 'FAILED'} — read back with O_DIRECT in ${(result.verifyMs / 1000).toFixed(1)} s, ${result.mapped === undefined ? `sha256 ${v.readbackSha256 ?? '?'}` : `the sha256 of each of the ${result.mapped.ranges} mapped ranges`}\n`);
         if (v.firstBadOffset !== undefined) out.out(`    first difference at byte ${v.firstBadOffset}\n`);
         for (const f of v.files) out.out(`    ${f.ok ? 'ok  ' : 'FAIL'} ${f.target}:${f.path}${f.problem === undefined ? '' : ` — ${f.problem}`}\n`);
       }

@@ -6,7 +6,11 @@
 import { z } from 'zod';
 import { InputError } from './errors.js';
 
-/** The record format version; a record of another version is refused (rebuild the image). */
+/**
+ * The record format version; a record of another version is refused (rebuild the image). A new
+ * optional field (read by those who know it, ignored by older readers, absent from older records)
+ * keeps the version; a field that changes meaning, or becomes required, needs a new version.
+ */
 export const BUILD_RECORD_VERSION = 1;
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected a sha256 (64 hex digits)');
@@ -33,7 +37,19 @@ export const buildRecordSchema = z.object({
   builtAt: z.string(),
   base: z.object({ name: z.string(), path: z.string(), sha256: z.string(), size: z.number().int().nonnegative() }),
   inputs: z.object({ inventorySha256: z.string(), templatesSha256: z.string(), secretsVersion: z.number().int(), secretsDigest: z.string() }),
-  image: z.object({ path: z.string(), sha256, size: z.number().int().nonnegative(), compress: z.string(), rawSha256: z.string() }),
+  image: z.object({
+    path: z.string(),
+    sha256,
+    size: z.number().int().nonnegative(),
+    compress: z.string(),
+    rawSha256: z.string(),
+    /**
+     * The block map beside the image (`<node>.img.bmap`, bmaptool's format, of the raw content):
+     * `sha256` is its BmapFileChecksum, `mappedBytes` what a mapped flash writes. Optional: records
+     * of builds before block maps have none (their images are flashed whole).
+     */
+    bmap: z.object({ path: z.string(), sha256, mappedBytes: z.number().int().nonnegative() }).optional(),
+  }),
   /**
    * Every file pi-image put into the image. `sha256` for ordinary files; files holding secrets carry
    * only `digest` (HMAC keyed by a cluster secret), so the record reveals nothing about them.

@@ -1,0 +1,166 @@
+#!/usr/bin/env node
+/**
+ * bench/flash — `pi-image flash` of an image that `pi-image build` made (with its block map),
+ * against `dd` of the same raw image, on a loop device over a scratch file, in the same rounds:
+ *
+ *   (a) dd if=IMG of=/dev/loopN bs=4M oflag=direct conv=fsync      the baseline (no verify)
+ *   (b) pi-image flash --image IMG --device /dev/loopN --allow-loop --yes
+ *       (mapped ranges only, read back with O_DIRECT and checked: verify included)
+ *
+ * Target (issue 12): (b) ≤ 0.7 × (a) on an image that is about half empty. Also printed: the
+ * whole-card write ratio of the image (mapped bytes / image size). The bench asserts no timing
+ * and exits 0 once it has measured.
+ *
+ * The sample base (8 MiB gap, 256 MiB FAT with 64 MiB of files, 768 MiB ext4 with ≈420 MiB of
+ * incompressible files) is made with sfdisk + mkfs.vfat + mcopy + mkfs.ext4 -d under the work
+ * directory and removed afterwards, as is the loop device.
+ *
+ *   sudo npm run bench:flash                      # builds dist/ first (npm run build)
+ *   sudo node bench/flash.mjs --runs 5 --no-build --dir /var/tmp/pi-image-bench
+ *
+ * Needs root (losetup), coreutils (dd), fdisk (sfdisk), dosfstools, mtools, e2fsprogs, python3.
+ */
+import { Buffer } from 'node:buffer';
+import process from 'node:process';
+import { spawnSync } from 'node:child_process';
+import { createCipheriv, createHash } from 'node:crypto';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { arg, CLI, ensureBuilt, fmtS, fmtX, median, printResult, REPO_ROOT, round, runBench, summary, table, timeCommand } from './lib.mjs';
+
+const MiB = 1024 * 1024;
+const RUNS = Number(arg('runs', 3));
+const NODE = String(arg('node', 'pi-cluster-2'));
+const DIR = String(arg('dir', process.env.PI_IMAGE_BENCH_CACHE ?? '/var/tmp/pi-image-bench'));
+const LAYOUT = { gapMiB: 8, bootMiB: 256, rootMiB: 768, bootDataMiB: 64, rootDataMiB: 420 };
+
+function sh(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * MiB, ...opts });
+  if (r.error?.code === 'ENOENT') throw new Error(`${cmd} is not installed (apt-get install -y $(grep -v '^#' scripts/apt-packages.txt))`);
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}:\n${r.stderr}`);
+  return r.stdout;
+}
+
+const ZEROS = Buffer.alloc(4 * MiB);
+function writeRandomFile(path, bytes, label) {
+  const ks = createCipheriv('aes-256-ctr', createHash('sha256').update(`pi-image flash bench/${label}`).digest(), Buffer.alloc(16));
+  const fd = openSync(path, 'w', 0o644);
+  try {
+    for (let left = bytes; left > 0; ) {
+      const n = Math.min(left, ZEROS.length);
+      writeSync(fd, ks.update(ZEROS.subarray(0, n)));
+      left -= n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A Pi-OS-layout base, about half of it data. */
+function makeBase(work) {
+  const img = join(work, 'base.img');
+  const boot = join(work, 'boot');
+  const root = join(work, 'root');
+  mkdirSync(boot, { recursive: true });
+  writeFileSync(join(boot, 'cmdline.txt'), 'console=serial0,115200 console=tty1 root=PARTUUID=6c586e13-02 rootfstype=ext4 fsck.repair=yes rootwait resize\n');
+  writeFileSync(join(boot, 'config.txt'), 'arm_64bit=1\nauto_initramfs=1\n[all]\n');
+  for (const name of ['meta-data', 'user-data', 'network-config']) writeFileSync(join(boot, name), '# placeholder\n');
+  for (let i = 0; i < 4; i++) writeRandomFile(join(boot, `blob${i}.bin`), (LAYOUT.bootDataMiB / 4) * MiB, `boot/${i}`);
+  mkdirSync(join(root, 'etc/cloud'), { recursive: true });
+  mkdirSync(join(root, 'boot/firmware'), { recursive: true });
+  writeFileSync(join(root, 'etc/os-release'), 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\n');
+  writeFileSync(join(root, 'etc/hostname'), 'raspberrypi\n');
+  writeFileSync(join(root, 'etc/cloud/cloud.cfg'), 'users:\n  - default\n');
+  for (let i = 0, left = LAYOUT.rootDataMiB * MiB; left > 0; i++) {
+    const size = Math.min(left, ((i % 7) + 1) * 3 * MiB + 12345);
+    const d = join(root, 'usr/lib/bench', String(i % 16));
+    mkdirSync(d, { recursive: true });
+    writeRandomFile(join(d, `f${i}.bin`), size, `root/${i}`);
+    left -= size;
+  }
+  const bootOff = LAYOUT.gapMiB * MiB;
+  const rootOff = bootOff + LAYOUT.bootMiB * MiB;
+  sh('truncate', ['-s', String(rootOff + LAYOUT.rootMiB * MiB), img]);
+  const s = (b) => b / 512;
+  sh('sfdisk', ['-q', img], { input: `label: dos\nlabel-id: 0x6c586e13\nstart=${s(bootOff)}, size=${s(LAYOUT.bootMiB * MiB)}, type=c\nstart=${s(rootOff)}, size=${s(LAYOUT.rootMiB * MiB)}, type=83\n` });
+  sh('mkfs.vfat', ['-F', '32', '-n', 'bootfs', '--offset', String(s(bootOff)), img, String((LAYOUT.bootMiB * MiB) / 1024)]);
+  sh('mcopy', ['-i', `${img}@@${bootOff}`, ...readdirSync(boot).sort().map((n) => join(boot, n)), '::/'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+  sh('mkfs.ext4', ['-F', '-q', '-b', '4096', '-L', 'rootfs', '-d', root, '-E', `offset=${rootOff},root_owner=0:0`, img, `${LAYOUT.rootMiB}M`]);
+  rmSync(boot, { recursive: true, force: true });
+  rmSync(root, { recursive: true, force: true });
+  return img;
+}
+
+async function main() {
+  if (process.getuid?.() !== 0) throw new Error('needs root (losetup): sudo npm run bench:flash');
+  ensureBuilt();
+  mkdirSync(DIR, { recursive: true });
+  const work = mkdtempSync(join(DIR, `flash-${process.pid}-`));
+  let loop;
+  try {
+    process.stderr.write('bench: making the sample base and building its image …\n');
+    const base = makeBase(work);
+    const inv = join(work, 'nodes');
+    mkdirSync(inv, { recursive: true });
+    for (const n of readdirSync(join(REPO_ROOT, 'nodes')).filter((f) => f.endsWith('.yaml'))) writeFileSync(join(inv, n), readFileSync(join(REPO_ROOT, 'nodes', n)));
+    const env = { ...process.env, XDG_CONFIG_HOME: join(work, 'config'), PI_IMAGE_ALLOW_LOOP: '1' };
+    delete env.PI_IMAGE_AGE_KEY;
+    delete env.PI_IMAGE_AGE_KEY_FILE;
+    const out = join(work, 'images');
+    sh(process.execPath, [CLI, '--inventory', inv, 'secrets', 'init'], { cwd: work, env });
+    sh(process.execPath, [CLI, '--inventory', inv, 'build', NODE, '--base', base, '--out', out], { cwd: work, env });
+    rmSync(base, { force: true });
+    const img = join(out, `${NODE}.img`);
+    const record = JSON.parse(readFileSync(join(out, `${NODE}.json`), 'utf8'));
+    const size = record.image.size;
+    const mapped = record.image.bmap?.mappedBytes;
+    if (mapped === undefined) throw new Error(`${NODE}.json names no block map: the build wrote none`);
+
+    const card = join(work, 'card.raw');
+    sh('truncate', ['-s', String(size + 16 * MiB), card]);
+    loop = sh('losetup', ['-f', '--show', card]).trim();
+
+    const dd = [];
+    const flash = [];
+    const load = [loadavg()[0]];
+    for (let i = 0; i < RUNS; i++) {
+      // alternate the order: neither always runs on a warmer cache
+      const steps = [
+        () => dd.push(timeCommand('dd', [`if=${img}`, `of=${loop}`, 'bs=4M', 'oflag=direct', 'conv=fsync', 'status=none'])),
+        () => flash.push(timeCommand(process.execPath, [CLI, 'flash', '--image', img, '--device', loop, '--allow-loop', '--yes'], { cwd: work, env })),
+      ];
+      for (const step of i % 2 === 0 ? steps : steps.reverse()) step();
+      load.push(loadavg()[0]);
+      process.stderr.write(`bench: round ${i + 1}/${RUNS}: dd ${fmtS(dd.at(-1))}, flash ${fmtS(flash.at(-1))}\n`);
+    }
+    const ratio = median(flash) / median(dd);
+    const cardRatio = mapped / size;
+    process.stdout.write(
+      `${table(
+        ['what', 'median', 'min', 'max', 'vs dd'],
+        [
+          ['dd bs=4M oflag=direct conv=fsync (no verify)', fmtS(median(dd)), fmtS(Math.min(...dd)), fmtS(Math.max(...dd)), fmtX(1)],
+          ['pi-image flash (mapped, verify included)', fmtS(median(flash)), fmtS(Math.min(...flash)), fmtS(Math.max(...flash)), fmtX(ratio)],
+        ],
+      )}\n`,
+    );
+    process.stdout.write(`image ${(size / MiB).toFixed(0)} MiB, mapped ${(mapped / MiB).toFixed(0)} MiB: whole-card write ratio ${cardRatio.toFixed(3)}\n`);
+    process.stdout.write(`flash / dd = ${fmtX(ratio)} (target ≤ 0.70×: ${ratio <= 0.7 ? 'PASS' : 'MISS'}); load average ${load.map((l) => l.toFixed(1)).join(' → ')}\n`);
+    printResult({
+      bench: 'flash',
+      imageBytes: size,
+      mappedBytes: mapped,
+      wholeCardRatio: round(cardRatio),
+      dd: summary(dd),
+      flash: summary(flash),
+      ratio: round(ratio),
+      target: 0.7,
+    });
+  } finally {
+    if (loop !== undefined) spawnSync('losetup', ['-d', loop]);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+runBench('flash', main);
