@@ -47,6 +47,7 @@ describe.skipIf(!canUseLoop)('build outputs as a pair', () => {
     const oldImage = sha(readFileSync(image));
     const oldRecord = readFileSync(recordFile, 'utf8');
     expect(JSON.parse(oldRecord).image.sha256).toBe(oldImage);
+    const oldBmap = readFileSync(`${image}.bmap`, 'utf8');
 
     // a changed node: the next image differs from the first
     const nodeFile = join(inv.dir, `${NODE}.yaml`);
@@ -60,7 +61,9 @@ describe.skipIf(!canUseLoop)('build outputs as a pair', () => {
       expect(second.stderr).toMatch(/hint: .*earlier image and record are unchanged/);
       expect(sha(readFileSync(image))).toBe(oldImage);
       expect(readFileSync(recordFile, 'utf8')).toBe(oldRecord);
-      expect(readdirSync(out).sort()).toEqual([`${NODE}.img`, `${NODE}.json`]);
+      // the block map goes with the image: the earlier one is back too
+      expect(readFileSync(`${image}.bmap`, 'utf8')).toBe(oldBmap);
+      expect(readdirSync(out).sort()).toEqual([`${NODE}.img`, `${NODE}.img.bmap`, `${NODE}.json`]);
     } finally {
       await execa('chattr', ['-i', recordFile]);
     }
@@ -78,10 +81,11 @@ describe.skipIf(!canUseLoop)('build outputs as a pair', () => {
     const out = join(inv.root, 'out-forms');
     const raw = await build(['--out', out]);
     expect(raw.code, raw.stderr).toBe(0);
-    expect(readdirSync(out).sort()).toEqual([`${NODE}.img`, `${NODE}.json`]);
+    expect(readdirSync(out).sort()).toEqual([`${NODE}.img`, `${NODE}.img.bmap`, `${NODE}.json`]);
     const zst = await build(['--out', out, '--compress', 'zstd']);
     expect(zst.code, zst.stderr).toBe(0);
-    expect(readdirSync(out).sort()).toEqual([`${NODE}.img.zst`, `${NODE}.json`]);
+    // one block map for either form (it maps the raw content): replaced, not left stale
+    expect(readdirSync(out).sort()).toEqual([`${NODE}.img.bmap`, `${NODE}.img.zst`, `${NODE}.json`]);
     const record = JSON.parse(readFileSync(join(out, `${NODE}.json`), 'utf8')) as { image: { path: string; sha256: string; compress: string } };
     expect(record.image.path).toBe(join(out, `${NODE}.img.zst`));
     expect(record.image.compress).toBe('zstd');
