@@ -11,12 +11,12 @@
  * whole-card write ratio of the image (mapped bytes / image size). The bench asserts no timing
  * and exits 0 once it has measured.
  *
- * The sample base (8 MiB gap, 256 MiB FAT with 64 MiB of files, 768 MiB ext4 with ≈420 MiB of
+ * The sample base (8 MiB gap, 512 MiB FAT with 64 MiB of files, 512 MiB ext4 with ≈420 MiB of
  * incompressible files) is made with sfdisk + mkfs.vfat + mcopy + mkfs.ext4 -d under the work
  * directory and removed afterwards, as is the loop device.
  *
  *   sudo npm run bench:flash                      # builds dist/ first (npm run build)
- *   sudo node bench/flash.mjs --runs 5 --no-build --dir /var/tmp/pi-image-bench
+ *   sudo node bench/flash.mjs --runs 5 --no-build --dir /var/tmp/pi-image-bench [--keep]
  *
  * Needs root (losetup), coreutils (dd), fdisk (sfdisk), dosfstools, mtools, e2fsprogs, python3.
  */
@@ -33,7 +33,7 @@ const MiB = 1024 * 1024;
 const RUNS = Number(arg('runs', 3));
 const NODE = String(arg('node', 'pi-cluster-2'));
 const DIR = String(arg('dir', process.env.PI_IMAGE_BENCH_CACHE ?? '/var/tmp/pi-image-bench'));
-const LAYOUT = { gapMiB: 8, bootMiB: 256, rootMiB: 768, bootDataMiB: 64, rootDataMiB: 420 };
+const LAYOUT = { gapMiB: 8, bootMiB: 512, rootMiB: 512, bootDataMiB: 64, rootDataMiB: 420 };
 
 function sh(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * MiB, ...opts });
@@ -123,16 +123,25 @@ async function main() {
 
     const dd = [];
     const flash = [];
+    /** the flash's own account of its write and read-back phases (the rest: start-up, device checks) */
+    const phases = [];
     const load = [loadavg()[0]];
     for (let i = 0; i < RUNS; i++) {
       // alternate the order: neither always runs on a warmer cache
       const steps = [
         () => dd.push(timeCommand('dd', [`if=${img}`, `of=${loop}`, 'bs=4M', 'oflag=direct', 'conv=fsync', 'status=none'])),
-        () => flash.push(timeCommand(process.execPath, [CLI, 'flash', '--image', img, '--device', loop, '--allow-loop', '--yes'], { cwd: work, env })),
+        () => {
+          const t0 = process.hrtime.bigint();
+          const r = spawnSync(process.execPath, [CLI, 'flash', '--image', img, '--device', loop, '--allow-loop', '--yes', '-o', 'json'], { cwd: work, env, encoding: 'utf8', maxBuffer: 64 * MiB });
+          flash.push(Number(process.hrtime.bigint() - t0) / 1e9);
+          if (r.status !== 0) throw new Error(`pi-image flash exited ${r.status ?? r.signal}:\n${r.stderr}`);
+          const report = JSON.parse(r.stdout);
+          phases.push({ write: report.writeSeconds, verify: report.verifySeconds });
+        },
       ];
       for (const step of i % 2 === 0 ? steps : steps.reverse()) step();
       load.push(loadavg()[0]);
-      process.stderr.write(`bench: round ${i + 1}/${RUNS}: dd ${fmtS(dd.at(-1))}, flash ${fmtS(flash.at(-1))}\n`);
+      process.stderr.write(`bench: round ${i + 1}/${RUNS}: dd ${fmtS(dd.at(-1))}, flash ${fmtS(flash.at(-1))} (write ${phases.at(-1).write} s, verify ${phases.at(-1).verify} s)\n`);
     }
     const ratio = median(flash) / median(dd);
     const cardRatio = mapped / size;
@@ -159,7 +168,8 @@ async function main() {
     });
   } finally {
     if (loop !== undefined) spawnSync('losetup', ['-d', loop]);
-    rmSync(work, { recursive: true, force: true });
+    if (arg('keep', false)) process.stderr.write(`bench: kept ${work}\n`);
+    else rmSync(work, { recursive: true, force: true });
   }
 }
 

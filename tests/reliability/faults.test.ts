@@ -120,7 +120,7 @@ function expectNoWorldReadableSecret(dir: string): void {
 
 function expectNoFinalOutputs(out: string): void {
   const names = existsSync(out) ? readdirSync(out) : [];
-  expect(names.filter((n) => /\.(img|img\.xz|img\.zst|json)$/.test(n)), names.join(', ')).toEqual([]);
+  expect(names.filter((n) => /\.(img|img\.xz|img\.zst|img\.bmap|json)$/.test(n)), names.join(', ')).toEqual([]);
 }
 
 function expectBaseUnchanged(): void {
@@ -357,7 +357,7 @@ describe.skipIf(!isRoot)('reliability: faults', () => {
     expect(rb.code, b.stderr()).toBe(0);
     // the second build ran after the first: its image is the node's image, described by the record
     const names = readdirSync(out);
-    expect(names.filter((n) => n.startsWith('pi-cluster-4')).sort(), names.join(', ')).toEqual(['pi-cluster-4.img.zst', 'pi-cluster-4.json']);
+    expect(names.filter((n) => n.startsWith('pi-cluster-4')).sort(), names.join(', ')).toEqual(['pi-cluster-4.img.bmap', 'pi-cluster-4.img.zst', 'pi-cluster-4.json']);
     const record = JSON.parse(readFileSync(join(out, 'pi-cluster-4.json'), 'utf8')) as { image: { path: string; sha256: string } };
     expect(record.image.path).toBe(join(out, 'pi-cluster-4.img.zst'));
     expect(sha(readFileSync(join(out, 'pi-cluster-4.img.zst')))).toBe(record.image.sha256);
