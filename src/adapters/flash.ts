@@ -521,8 +521,10 @@ async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCom
           const n = Math.min(chunkSize, r.end - pos, pos < head.length ? head.length - pos : Infinity);
           const chunk = pos < head.length ? head.subarray(pos, pos + n) : await src.read(pos, n);
           if (chunk.length !== n) throw new IoError(`image ${image} ended at byte ${pos + chunk.length}, before the end of its block map (${bmap.imageSize} bytes); the card was left without a partition table`);
+          // the write runs in libuv's thread pool while this thread hashes the same bytes
+          const w = pos >= head.length ? writeAll(dst, chunk, pos, device) : undefined;
           h.update(chunk);
-          if (pos >= head.length) await writeAll(dst, chunk, pos, device);
+          await w;
           pos += n;
           done += n;
           opts.onProgress?.({ phase: 'write', bytes: done, total });

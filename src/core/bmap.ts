@@ -16,7 +16,6 @@
  * Pure: no I/O. The ranges come from src/adapters/bmap.ts.
  */
 import { createHash } from 'node:crypto';
-import { XMLParser } from 'fast-xml-parser';
 
 export const BMAP_VERSION = '2.0';
 export const BMAP_BLOCK_SIZE = 4096;
@@ -179,19 +178,22 @@ export function renderBmap(o: { imageSize: number; ranges: readonly BmapRange[];
 
 /** Why a bmap file cannot be used, or the map. Never throws: a bad map is only a reason to write the whole image. */
 export function parseBmap(text: string): { bmap: Bmap } | { problem: string } {
-  let doc: unknown;
-  try {
-    doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', parseTagValue: false, trimValues: true, isArray: (name) => name === 'Range' }).parse(text, true);
-  } catch (e) {
-    return { problem: `not valid XML: ${(e as Error).message.split('\n')[0]}` };
-  }
-  const root = (doc as { bmap?: Record<string, unknown> }).bmap;
-  if (root === undefined || typeof root !== 'object') return { problem: 'no <bmap> element' };
-  const version = String(root['@version'] ?? '');
+  // The map is flat XML of one known shape (bmaptool's own reader, BmapCopy.py, takes the same
+  // elements with ElementTree); it is read element by element, comments dropped, and anything that
+  // does not fit is a reason to write the whole image, never a guess.
+  const body = text.replace(/<!--[\s\S]*?-->/g, '');
+  const root = /<bmap\s+version="([^"]*)"\s*>([\s\S]*)<\/bmap>/.exec(body);
+  if (!/^\s*(<\?xml[^>]*\?>)?\s*<bmap[\s>]/.test(body) || root === null) return { problem: 'no <bmap> element (not a bmap file)' };
+  const version = root[1] ?? '';
   if (!/^2\.\d+$/.test(version)) return { problem: `bmap format version ${version || '(none)'} (pi-image reads 2.x)` };
+  const inner = root[2] ?? '';
+  const element = (name: string): string | undefined => {
+    const all = [...inner.matchAll(new RegExp(`<${name}>([^<]*)</${name}>`, 'g'))];
+    return all.length === 1 ? all[0]![1]!.trim() : undefined;
+  };
   const int = (name: string): number | undefined => {
-    const v = String(root[name] ?? '').trim();
-    return /^\d+$/.test(v) ? Number(v) : undefined;
+    const v = element(name);
+    return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
   };
   const imageSize = int('ImageSize');
   const blockSize = int('BlockSize');
@@ -201,21 +203,23 @@ export function parseBmap(text: string): { bmap: Bmap } | { problem: string } {
     return { problem: 'ImageSize, BlockSize, BlocksCount or MappedBlocksCount missing or not a number' };
   }
   if (blockSize === 0 || blocksCount !== Math.ceil(imageSize / blockSize)) return { problem: `BlocksCount ${blocksCount} does not fit ImageSize ${imageSize} / BlockSize ${blockSize}` };
-  if (String(root.ChecksumType ?? '').trim() !== 'sha256') return { problem: `ChecksumType ${String(root.ChecksumType ?? '(none)')} (pi-image checks sha256)` };
-  const checksum = String(root.BmapFileChecksum ?? '').trim();
+  if (element('ChecksumType') !== 'sha256') return { problem: `ChecksumType ${element('ChecksumType') ?? '(none)'} (pi-image checks sha256)` };
+  const checksum = element('BmapFileChecksum') ?? '';
   if (!/^[0-9a-f]{64}$/.test(checksum)) return { problem: 'BmapFileChecksum is not a sha256' };
   // bmaptool's check: the file's sha256 with the checksum's characters replaced by "0"
   const at = text.indexOf(checksum);
   if (sha256(text.slice(0, at) + ZERO_SUM + text.slice(at + 64)) !== checksum) return { problem: 'its BmapFileChecksum does not match its contents (the file was changed or damaged)' };
-  const map = root.BlockMap as { Range?: unknown[] } | string | undefined;
+  const map = /<BlockMap>([\s\S]*)<\/BlockMap>/.exec(inner);
+  if (map === null) return { problem: 'no <BlockMap> element' };
   const ranges: BmapRange[] = [];
   let mapped = 0;
   let next = 0;
-  for (const r of typeof map === 'object' ? (map.Range ?? []) : []) {
-    const el = (typeof r === 'object' && r !== null ? r : { '#text': r }) as Record<string, unknown>;
-    const m = /^(\d+)(?:\s*-\s*(\d+))?$/.exec(String(el['#text'] ?? '').trim());
-    const sum = String(el['@chksum'] ?? '');
-    if (!m) return { problem: `a Range "${String(el['#text'] ?? '')}" is not "first-last"` };
+  let rest = map[1] ?? '';
+  for (const el of (map[1] ?? '').matchAll(/<Range((?:\s+\w+="[^"]*")*)\s*>([^<]*)<\/Range>/g)) {
+    rest = rest.replace(el[0], '');
+    const m = /^(\d+)(?:\s*-\s*(\d+))?$/.exec((el[2] ?? '').trim());
+    const sum = /\schksum="([^"]*)"/.exec(el[1] ?? '')?.[1] ?? '';
+    if (!m) return { problem: `a Range "${(el[2] ?? '').trim()}" is not "first-last"` };
     const first = Number(m[1]);
     const last = m[2] === undefined ? first : Number(m[2]);
     if (last < first || first < next || last >= blocksCount) return { problem: `Range ${first}-${last} is out of order or outside the image's ${blocksCount} blocks` };
@@ -224,6 +228,7 @@ export function parseBmap(text: string): { bmap: Bmap } | { problem: string } {
     mapped += last - first + 1;
     next = last + 1;
   }
+  if (rest.trim() !== '') return { problem: `the BlockMap holds something other than Range elements: ${rest.trim().slice(0, 40)}` };
   if (mapped !== mappedBlocksCount) return { problem: `MappedBlocksCount ${mappedBlocksCount} ≠ the ${mapped} blocks of its ranges` };
   return { bmap: { version, imageSize, blockSize, blocksCount, mappedBlocksCount, checksum, ranges } };
 }

@@ -130,6 +130,17 @@ describe.skipIf(!canUseLoop)('block maps: build writes them, flash writes only t
     expect(r.exitCode, r.all).toBe(0);
     await expectMappedRangesEqual(await readFile(image));
     await expectCardHealthy();
+    // and the other way: pi-image reads the maps bmaptool writes (its ranges' sums match the image)
+    await execa('bmaptool', ['create', '-o', `${image}.theirs`, image]);
+    const theirs = parseBmap(await readFile(`${image}.theirs`, 'utf8'));
+    await rm(`${image}.theirs`, { force: true });
+    if (!('bmap' in theirs)) throw new Error(theirs.problem);
+    const raw = await readFile(image);
+    expect(theirs.bmap.ranges.length).toBeGreaterThan(0);
+    for (const r of theirs.bmap.ranges) {
+      const { start, end } = rangeBytes(r, theirs.bmap.imageSize);
+      expect(sha256(raw.subarray(start, end))).toBe(r.sha256);
+    }
   }, 120_000);
 
   it('flash writes and reads back only the mapped ranges; over random old contents the card fscks clean and every file reads back', async () => {
