@@ -16,7 +16,7 @@
  * directory and removed afterwards, as is the loop device.
  *
  *   sudo npm run bench:flash                      # builds dist/ first (npm run build)
- *   sudo node bench/flash.mjs --runs 5 --no-build --dir /var/tmp/pi-image-bench [--keep] [--cached]
+ *   sudo node bench/flash.mjs --runs 5 --no-build --dir /var/tmp/pi-image-bench [--keep] [--cached] [--card 30:90|none]
  *
  * The loop device runs with --direct-io=on, so its writes reach the disk under the scratch file
  * as a card's reach the card; `--cached` leaves it over the page cache, where writing is a memory
@@ -37,8 +37,15 @@ const MiB = 1024 * 1024;
 const RUNS = Number(arg('runs', 3));
 const NODE = String(arg('node', 'pi-cluster-2'));
 const DIR = String(arg('dir', process.env.PI_IMAGE_BENCH_CACHE ?? '/var/tmp/pi-image-bench'));
+/**
+ * `--card W:R` (MB/s, default 30:90, an A1-class microSD card's sequential write and read): the
+ * loop device is throttled to a card's speed with the blkio cgroup (v1, root group: only this
+ * loop device's rule, removed at the end); `--card none` leaves it as fast as the disk.
+ */
+const CARD = String(arg('card', '30:90'));
 /** `--cached`: a loop device over the page cache (losetup without --direct-io): CPU-bound, not a card */
 const DIRECT = !arg('cached', false);
+const BLKIO = '/sys/fs/cgroup/blkio';
 const LAYOUT = { gapMiB: 8, bootMiB: 512, rootMiB: 512, bootDataMiB: 64, rootDataMiB: 420 };
 
 function sh(cmd, args, opts = {}) {
@@ -104,6 +111,8 @@ async function main() {
   mkdirSync(DIR, { recursive: true });
   const work = mkdtempSync(join(DIR, `flash-${process.pid}-`));
   let loop;
+  /** sets (or with 0 removes) the loop device's blkio throttle */
+  let throttled;
   try {
     process.stderr.write('bench: making the sample base and building its image …\n');
     const base = makeBase(work);
@@ -128,6 +137,15 @@ async function main() {
     // --direct-io on: the loop device writes through to the scratch file's disk, as a card's
     // writes reach the card (without it, both dd and flash only fill the page cache)
     loop = sh('losetup', ['-f', '--show', ...(DIRECT ? ['--direct-io=on'] : []), card]).trim();
+    if (CARD !== 'none') {
+      const [w, r] = CARD.split(':').map((x) => Math.round(Number(x) * 1e6));
+      if (!(w > 0 && r > 0)) throw new Error(`--card ${CARD}: expected WRITE:READ in MB/s, e.g. 30:90, or none`);
+      const mm = sh('lsblk', ['-dno', 'MAJ:MIN', loop]).trim();
+      throttled = (value) => {
+        for (const [file, v] of [['write', w], ['read', r]]) writeFileSync(`${BLKIO}/blkio.throttle.${file}_bps_device`, `${mm} ${value ?? v}\n`);
+      };
+      throttled();
+    }
 
     const dd = [];
     const flash = [];
@@ -162,12 +180,13 @@ async function main() {
         ],
       )}\n`,
     );
-    process.stdout.write(`loop device: ${DIRECT ? '--direct-io=on (writes reach the disk under the scratch file)' : 'over the page cache (--cached)'}\n`);
+    process.stdout.write(`loop device: ${DIRECT ? '--direct-io=on (writes reach the disk under the scratch file)' : 'over the page cache (--cached)'}, ${CARD === 'none' ? 'not throttled (--card none)' : `throttled to a card's ${CARD.replace(':', ' MB/s write, ')} MB/s read (--card)`}\n`);
     process.stdout.write(`image ${(size / MiB).toFixed(0)} MiB, mapped ${(mapped / MiB).toFixed(0)} MiB: whole-card write ratio ${cardRatio.toFixed(3)}\n`);
     process.stdout.write(`flash / dd = ${fmtX(ratio)} (target ≤ 0.70×: ${ratio <= 0.7 ? 'PASS' : 'MISS'}); load average ${load.map((l) => l.toFixed(1)).join(' → ')}\n`);
     printResult({
       bench: 'flash',
       loop: DIRECT ? 'direct-io' : 'cached',
+      card: CARD,
       imageBytes: size,
       mappedBytes: mapped,
       wholeCardRatio: round(cardRatio),
@@ -177,6 +196,7 @@ async function main() {
       target: 0.7,
     });
   } finally {
+    if (throttled !== undefined) throttled(0);
     if (loop !== undefined) spawnSync('losetup', ['-d', loop]);
     if (arg('keep', false)) process.stderr.write(`bench: kept ${work}\n`);
     else rmSync(work, { recursive: true, force: true });

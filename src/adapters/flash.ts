@@ -514,27 +514,47 @@ async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCom
       await writeAll(dst, Buffer.alloc(head.length), 0, device);
       await sync(dst, device);
       opts.onProgress?.({ phase: 'write', bytes: 0, total });
-      for (const r of ranges) {
-        const h = createHash('sha256');
+      // the chunks to write, in order; a chunk is either in the head (already in memory, written
+      // last) or past it. The next chunk is read while this one is written and hashed.
+      const chunks: { range: number; pos: number; n: number }[] = [];
+      ranges.forEach((r, range) => {
         for (let pos = r.start; pos < r.end; ) {
-          // the head's bytes are already in memory (they are written last): a chunk is either in it or past it
           const n = Math.min(chunkSize, r.end - pos, pos < head.length ? head.length - pos : Infinity);
-          const chunk = pos < head.length ? head.subarray(pos, pos + n) : await src.read(pos, n);
+          chunks.push({ range, pos, n });
+          pos += n;
+        }
+      });
+      const readChunk = (i: number): Promise<Buffer> => {
+        const c = chunks[i]!;
+        return c.pos < head.length ? Promise.resolve(head.subarray(c.pos, c.pos + c.n)) : src.read(c.pos, c.n);
+      };
+      let next = chunks.length > 0 ? readChunk(0) : undefined;
+      let h = createHash('sha256');
+      try {
+        for (let i = 0; i < chunks.length; i++) {
+          const { range, pos, n } = chunks[i]!;
+          const chunk = await next!;
+          next = i + 1 < chunks.length ? readChunk(i + 1) : undefined;
           if (chunk.length !== n) throw new IoError(`image ${image} ended at byte ${pos + chunk.length}, before the end of its block map (${bmap.imageSize} bytes); the card was left without a partition table`);
           // the write runs in libuv's thread pool while this thread hashes the same bytes
           const w = pos >= head.length ? writeAll(dst, chunk, pos, device) : undefined;
           h.update(chunk);
           await w;
-          pos += n;
           done += n;
           opts.onProgress?.({ phase: 'write', bytes: done, total });
+          const r = ranges[range]!;
+          if (pos + n === r.end) {
+            if (h.digest('hex') !== r.sha256) {
+              throw new IoError(
+                `image ${image} does not match its block map (bytes ${r.start}–${r.end - 1} differ from the map's sha256); the card was left without a partition table`,
+                { hint: 'rebuild the image with `pi-image build` and flash again' },
+              );
+            }
+            h = createHash('sha256');
+          }
         }
-        if (h.digest('hex') !== r.sha256) {
-          throw new IoError(
-            `image ${image} does not match its block map (bytes ${r.start}–${r.end - 1} differ from the map's sha256); the card was left without a partition table`,
-            { hint: 'rebuild the image with `pi-image build` and flash again' },
-          );
-        }
+      } finally {
+        await next?.catch(() => undefined); // a read still running when a write failed
       }
     } catch (err) {
       if (err instanceof PiImageError) throw err;
