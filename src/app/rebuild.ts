@@ -452,6 +452,7 @@ const flash: DrillPhase = {
       bytes: r.bytes,
       imageSha256: r.imageSha256,
       ...(r.verify.readbackSha256 === undefined ? {} : { readbackSha256: r.verify.readbackSha256 }),
+      ...(r.mapped === undefined ? {} : { mapped: r.mapped }),
       writeMs: Math.round(r.writeMs),
       verifyMs: Math.round(r.verifyMs),
       files: r.verify.files.map((f) => ({ target: f.target, path: f.path, ok: f.ok, ...(f.problem === undefined ? {} : { problem: f.problem }) })),
@@ -461,8 +462,10 @@ const flash: DrillPhase = {
     c.log(`put the card into ${c.hostname} and power it on; waiting for it to rejoin`);
     return {
       status: 'ok',
-      summary: `wrote ${Math.round(r.bytes / 1048576)} MiB to ${o.verdict.device} in ${(r.writeMs / 1000).toFixed(1)} s, verified (${plural(r.verify.files.length, 'file')} read back)`,
-      details: [`read back sha256 ${r.verify.readbackSha256 ?? '?'}`, ...s.flash.files.map((f) => `${f.ok ? 'ok' : 'FAIL'} ${f.target}:${f.path}${f.problem ? ` — ${f.problem}` : ''}`)],
+      summary: `wrote ${Math.round((r.mapped?.bytes ?? r.bytes) / 1048576)} MiB${r.mapped === undefined ? '' : ` (of ${Math.round(r.bytes / 1048576)} MiB: the mapped ranges)`} to ${o.verdict.device} in ${(r.writeMs / 1000).toFixed(1)} s, verified (${plural(r.verify.files.length, 'file')} read back)`,
+      details: [
+        r.mapped === undefined ? `read back sha256 ${r.verify.readbackSha256 ?? '?'}` : `wrote and read back only the block map's ${r.mapped.ranges} mapped ranges (${Math.round(r.mapped.bytes / 1048576)} MiB), each against its sha256`,
+        ...s.flash.files.map((f) => `${f.ok ? 'ok' : 'FAIL'} ${f.target}:${f.path}${f.problem ? ` — ${f.problem}` : ''}`)],
     };
   },
 };

@@ -220,6 +220,8 @@ export interface FlashEvidence {
   bytes: number;
   imageSha256: string;
   readbackSha256?: string;
+  /** a mapped write: only the block map's ranges were written, and each read back against its sha256 */
+  mapped?: { bytes: number; ranges: number };
   writeMs: number;
   verifyMs: number;
   files: { target: string; path: string; ok: boolean; problem?: string }[];
@@ -332,7 +334,7 @@ export function renderEvidenceMarkdown(e: RebuildEvidence): string {
         ['image sha256', e.image ? e.image.sha256 : '— (not built)'],
         ['base image sha256', e.base ? `${e.base.sha256} (${e.base.name})` : '—'],
         ['instance id', e.image ? e.image.instanceId : '—'],
-        ['flash verification', e.flash ? `${e.flash.result}${e.flash.readbackSha256 ? ` (read back sha256 ${e.flash.readbackSha256})` : ''}` : e.netboot ? 'n/a (netboot export)' : '— (not flashed)'],
+        ['flash verification', e.flash ? `${e.flash.result}${flashReadback(e.flash)}` : e.netboot ? 'n/a (netboot export)' : '— (not flashed)'],
         ['cordon at the end', e.cordonAtEnd],
       ],
     ),
@@ -383,4 +385,10 @@ export function renderDrillText(e: RebuildEvidence, evidenceDir: string): string
   for (const n of e.notes) l.push(`  note: ${n}`);
   l.push(`evidence: ${evidenceDir}/evidence.json, ${evidenceDir}/README.md`);
   return `${l.join('\n')}\n`;
+}
+
+/** How the card was read back: the whole image's sha256, or each mapped range's. */
+function flashReadback(f: FlashEvidence): string {
+  if (f.mapped !== undefined) return ` (read back the ${f.mapped.ranges} mapped ranges of the block map, ${f.mapped.bytes} bytes, each against its sha256)`;
+  return f.readbackSha256 ? ` (read back sha256 ${f.readbackSha256})` : '';
 }
