@@ -249,9 +249,11 @@ async function bakeNode(
     }
     const record = await recordOf(finalTmp);
     await chmod(finalTmp, PRIVATE_FILE_MODE); // the image holds the node's secrets
-    // the block map holds only block numbers and sha256s of whole ranges (none is a secret's own
-    // hash: a range is at least a 4 KiB block of the image), so it is world-readable like the record
-    const bmapTmp = await writeTempFile(bmapPath, digest!.bmap.text, 0o644);
+    // the block map is owner-only like the image. Its range sha256s are plain hashes of image
+    // bytes: a range holding a low-entropy secret (a Wi-Fi passphrase in network-config) amid
+    // bytes anyone can predict (a public base image) would let a reader test guesses offline —
+    // what the record avoids with HMAC digests. Whoever flashes needs the image (0600) anyway.
+    const bmapTmp = await writeTempFile(bmapPath, digest!.bmap.text, PRIVATE_FILE_MODE);
     try {
       await commitBuildOutputs({
         imageTmp: finalTmp,

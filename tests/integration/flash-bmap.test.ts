@@ -96,9 +96,9 @@ describe.skipIf(!canUseLoop)('block maps: build writes them, flash writes only t
     }
   }
 
-  it('build writes <node>.img.bmap (0644) in bmaptool format, named by the record, its ranges hashed from the image', async () => {
+  it('build writes <node>.img.bmap (owner-only, as the image) in bmaptool format, named by the record, its ranges hashed from the image', async () => {
     const st = await stat(`${image}.bmap`);
-    expect(st.mode & 0o777).toBe(0o644);
+    expect(st.mode & 0o777).toBe(0o600);
     expect(record.image.bmap).toEqual({ path: `${image}.bmap`, sha256: bmap.checksum, mappedBytes: expect.any(Number) as number });
     const raw = await readFile(image);
     expect(bmap.imageSize).toBe(raw.length);
