@@ -25,8 +25,8 @@ import { cli } from '../helpers/run-cli.js';
 import { baseKernel, bootableInventory, type BootableInventory, REPO_ROOT, testBase } from '../e2e/fixtures/setup.js';
 import { VirtualLan } from './lan.js';
 
-const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.warn('[cluster] SKIPPED: must run as root (network namespace, taps, loop devices, the test base)');
+const unsupported = await VirtualLan.unsupported();
+if (unsupported !== undefined) console.warn(`[cluster] SKIPPED: ${unsupported}`);
 
 const SERVER = 'pi-cluster-1';
 const AGENTS = ['pi-cluster-2', 'pi-cluster-4'] as const;
@@ -50,7 +50,7 @@ interface Machine {
 
 const log = (line: string) => console.log(`[cluster ${new Date().toISOString().slice(11, 19)}] ${line}`);
 
-describe.skipIf(!isRoot)('cluster tier: the nodes form the cluster under QEMU and one is rebuilt by the drill', () => {
+describe.skipIf(unsupported !== undefined)('cluster tier: the nodes form the cluster under QEMU and one is rebuilt by the drill', () => {
   let setup: BootableInventory;
   let lan: VirtualLan;
   let base = '';

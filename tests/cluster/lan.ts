@@ -64,6 +64,25 @@ export class VirtualLan {
     return lan;
   }
 
+  /**
+   * Why this machine cannot make a virtual LAN (no root, no bridge or tun support in the kernel), or
+   * undefined when it can: a throwaway namespace with a bridge and a tap is made and removed.
+   */
+  static async unsupported(): Promise<string | undefined> {
+    if (process.getuid?.() !== 0) return 'must run as root (network namespace, bridge, taps)';
+    const name = `piimg-probe-${process.pid}`;
+    try {
+      await execa('ip', ['netns', 'add', name]);
+      await execa('ip', ['-n', name, 'link', 'add', 'br0', 'type', 'bridge']);
+      await execa('ip', ['-n', name, 'tuntap', 'add', 'dev', 'tap0', 'mode', 'tap']);
+      return undefined;
+    } catch (e) {
+      return `cannot make a virtual LAN here: ${(e as { stderr?: string }).stderr?.trim() || (e as Error).message}`;
+    } finally {
+      await execa('ip', ['netns', 'delete', name], { reject: false });
+    }
+  }
+
   get name(): string {
     return this.o.name;
   }
