@@ -271,7 +271,8 @@ describe.skipIf(unsupported !== undefined)('cluster tier: the nodes form the clu
     let restarted: Promise<void> | undefined;
     let stopped: Promise<void> | undefined;
     const t0 = Date.now();
-    // the operator: the node goes off once it is drained (the card comes out), and is powered on
+    // the operator: once the node is drained its power is cut (the card comes out, before the flash
+    // starts writing to it), and it is powered on
     // once the new image is on the card
     const r = await pi(
       ['rebuild', DRILLED, '--device', loop, '--allow-loop', '--yes', '--kubeconfig', kubeconfig, '--base', base, '--evidence-dir', evidenceRoot, '--budget', '60m', '--interval', '10s', '-o', 'json'],
@@ -279,7 +280,7 @@ describe.skipIf(unsupported !== undefined)('cluster tier: the nodes form the clu
         timeoutMs: 70 * MINUTE,
         onStderr: (line) => {
           log(`drill: ${line}`);
-          if (/\] build …/.test(line)) stopped = power.off(m);
+          if (/\] build …/.test(line)) stopped = power.cut(m);
           if (/\] rejoin …/.test(line)) restarted = (async () => {
             await stopped;
             await power.on(m);
