@@ -27,28 +27,24 @@
  *
  * Needs: coreutils (cp), fdisk (sfdisk), dosfstools, mtools, e2fsprogs (see scripts/apt-packages.txt).
  */
-import { Buffer } from 'node:buffer';
 import process from 'node:process';
 import { spawnSync } from 'node:child_process';
-import { createCipheriv, createHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import {
-  closeSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
-  openSync,
   readdirSync,
   readFileSync,
   renameSync,
   rmSync,
   statSync,
   writeFileSync,
-  writeSync,
 } from 'node:fs';
 import { availableParallelism as availableCores, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { arg, CLI, ensureBuilt, fmtS, fmtX, median, REPO_ROOT, printResult, round, runBench, since, summary, table, timeCommand } from './lib.mjs';
+import { arg, CLI, ensureBuilt, fmtS, fmtX, median, REPO_ROOT, printResult, round, runBench, since, summary, table, timeCommand, writeRandomFile } from './lib.mjs';
 
 const MiB = 1024 * 1024;
 const RUNS = Number(arg('runs', 3));
@@ -81,25 +77,8 @@ const KEY = createHash('sha256').update(JSON.stringify(RECIPE)).digest('hex').sl
 // ---------------------------------------------------------------------------------------------
 // deterministic incompressible bytes (AES-256-CTR keystream) and a small seeded PRNG
 
-function keystream(label) {
-  const key = createHash('sha256').update(`${RECIPE.seed}/${label}`).digest();
-  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
-}
-const ZEROS = Buffer.alloc(4 * MiB);
-
-function writeRandomFile(path, bytes, label) {
-  const ks = keystream(label);
-  const fd = openSync(path, 'w', 0o644);
-  try {
-    for (let left = bytes; left > 0; ) {
-      const n = Math.min(left, ZEROS.length);
-      writeSync(fd, ks.update(ZEROS.subarray(0, n)));
-      left -= n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
+/** Reproducible incompressible data for this recipe (bench/lib.mjs writeRandomFile). */
+const writeRandom = (path, bytes, label) => writeRandomFile(path, bytes, `${RECIPE.seed}/${label}`);
 
 function prng(seed) {
   let s = createHash('sha256').update(seed).digest().readUInt32LE(0);
@@ -149,7 +128,7 @@ function makeBase(path) {
     const bootStage = join(work, 'boot');
     mkdirSync(bootStage, { recursive: true });
     for (const [name, text] of Object.entries(BOOT_FILES)) writeFileSync(join(bootStage, name), text);
-    for (const [name, mib] of Object.entries(RECIPE.bootBlobs)) writeRandomFile(join(bootStage, name), mib * MiB, `boot/${name}`);
+    for (const [name, mib] of Object.entries(RECIPE.bootBlobs)) writeRandom(join(bootStage, name), mib * MiB, `boot/${name}`);
 
     // root filesystem: Pi-OS-ish config files + incompressible files of mixed sizes
     const rootStage = join(work, 'root');
@@ -167,7 +146,7 @@ function makeBase(path) {
       const size = Math.min(Math.floor(lo + rand() * (hi - lo)), RECIPE.dataMiB * MiB - bytes);
       const dir = join(rootStage, 'usr/lib/bench', String(i % 64).padStart(2, '0'));
       mkdirSync(dir, { recursive: true });
-      writeRandomFile(join(dir, `f${i}.bin`), size, `root/${i}`);
+      writeRandom(join(dir, `f${i}.bin`), size, `root/${i}`);
       bytes += size;
     }
 
@@ -196,9 +175,9 @@ function makeBase(path) {
 function makeAirgap(dir) {
   if (existsSync(join(dir, '.complete'))) return;
   mkdirSync(dir, { recursive: true });
-  writeRandomFile(join(dir, 'k3s-arm64'), RECIPE.payloadMiB * MiB, 'airgap/k3s-arm64');
+  writeRandom(join(dir, 'k3s-arm64'), RECIPE.payloadMiB * MiB, 'airgap/k3s-arm64');
   writeFileSync(join(dir, 'install.sh'), '#!/bin/sh\n# stand-in for get.k3s.io install.sh\nexit 0\n', { mode: 0o755 });
-  writeRandomFile(join(dir, 'k3s-airgap-images-arm64.tar.zst'), RECIPE.imagesTarballKiB * 1024, 'airgap/images');
+  writeRandom(join(dir, 'k3s-airgap-images-arm64.tar.zst'), RECIPE.imagesTarballKiB * 1024, 'airgap/images');
   writeFileSync(join(dir, '.complete'), '');
 }
 

@@ -24,14 +24,12 @@
  *
  * Needs root (losetup), coreutils (dd), fdisk (sfdisk), dosfstools, mtools, e2fsprogs, python3.
  */
-import { Buffer } from 'node:buffer';
 import process from 'node:process';
 import { spawnSync } from 'node:child_process';
-import { createCipheriv, createHash } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { arg, CLI, ensureBuilt, fmtS, fmtX, median, printResult, REPO_ROOT, round, runBench, summary, table, timeCommand } from './lib.mjs';
+import { arg, CLI, ensureBuilt, fmtS, fmtX, median, printResult, REPO_ROOT, round, runBench, summary, table, timeCommand, writeRandomFile } from './lib.mjs';
 
 const MiB = 1024 * 1024;
 const RUNS = Number(arg('runs', 3));
@@ -55,20 +53,8 @@ function sh(cmd, args, opts = {}) {
   return r.stdout;
 }
 
-const ZEROS = Buffer.alloc(4 * MiB);
-function writeRandomFile(path, bytes, label) {
-  const ks = createCipheriv('aes-256-ctr', createHash('sha256').update(`pi-image flash bench/${label}`).digest(), Buffer.alloc(16));
-  const fd = openSync(path, 'w', 0o644);
-  try {
-    for (let left = bytes; left > 0; ) {
-      const n = Math.min(left, ZEROS.length);
-      writeSync(fd, ks.update(ZEROS.subarray(0, n)));
-      left -= n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
+/** Reproducible incompressible data for this bench. */
+const writeRandom = (path, bytes, label) => writeRandomFile(path, bytes, `pi-image flash bench/${label}`);
 
 /** A Pi-OS-layout base, about half of it data. */
 function makeBase(work) {
@@ -79,7 +65,7 @@ function makeBase(work) {
   writeFileSync(join(boot, 'cmdline.txt'), 'console=serial0,115200 console=tty1 root=PARTUUID=6c586e13-02 rootfstype=ext4 fsck.repair=yes rootwait resize\n');
   writeFileSync(join(boot, 'config.txt'), 'arm_64bit=1\nauto_initramfs=1\n[all]\n');
   for (const name of ['meta-data', 'user-data', 'network-config']) writeFileSync(join(boot, name), '# placeholder\n');
-  for (let i = 0; i < 4; i++) writeRandomFile(join(boot, `blob${i}.bin`), (LAYOUT.bootDataMiB / 4) * MiB, `boot/${i}`);
+  for (let i = 0; i < 4; i++) writeRandom(join(boot, `blob${i}.bin`), (LAYOUT.bootDataMiB / 4) * MiB, `boot/${i}`);
   mkdirSync(join(root, 'etc/cloud'), { recursive: true });
   mkdirSync(join(root, 'boot/firmware'), { recursive: true });
   writeFileSync(join(root, 'etc/os-release'), 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\n');
@@ -89,7 +75,7 @@ function makeBase(work) {
     const size = Math.min(left, ((i % 7) + 1) * 3 * MiB + 12345);
     const d = join(root, 'usr/lib/bench', String(i % 16));
     mkdirSync(d, { recursive: true });
-    writeRandomFile(join(d, `f${i}.bin`), size, `root/${i}`);
+    writeRandom(join(d, `f${i}.bin`), size, `root/${i}`);
     left -= size;
   }
   const bootOff = LAYOUT.gapMiB * MiB;

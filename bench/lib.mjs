@@ -4,7 +4,9 @@
  */
 import process from 'node:process';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { Buffer } from 'node:buffer';
+import { createCipheriv, createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -83,4 +85,23 @@ export function runBench(name, main) {
     process.stderr.write(`bench/${name}: ${err.stack ?? err}\n`);
     process.exit(1);
   });
+}
+
+const RANDOM_CHUNK = Buffer.alloc(4 * 1024 * 1024);
+/**
+ * Writes `bytes` of reproducible incompressible data (AES-256-CTR keystream keyed by sha256 of
+ * `seed`): the same seed, the same file, on every machine.
+ */
+export function writeRandomFile(path, bytes, seed) {
+  const ks = createCipheriv('aes-256-ctr', createHash('sha256').update(seed).digest(), Buffer.alloc(16));
+  const fd = openSync(path, 'w', 0o644);
+  try {
+    for (let left = bytes; left > 0; ) {
+      const n = Math.min(left, RANDOM_CHUNK.length);
+      writeSync(fd, ks.update(RANDOM_CHUNK.subarray(0, n)));
+      left -= n;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
