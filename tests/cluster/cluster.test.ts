@@ -212,10 +212,19 @@ describe.skipIf(unsupported !== undefined)('cluster tier: the nodes form the clu
     // the server's API answers: the agents are now joining
     await waitForStatus(DRILLED, (x) => x.status !== undefined && !['waiting-for-server', 'starting', 'waiting-for-clock', 'waiting-for-network'].includes(x.status.phase), 'past waiting-for-server');
     times.serverFirstAnswerMs = Date.now() - t0;
+    // the operator already holds a kubeconfig when the server's power goes
+    const early = join(setup.inv.root, 'kubeconfig-before-the-cut');
+    const fetched = await pi(['kubeconfig', '--out', early, '--known-hosts', knownHosts]);
+    expect(fetched.code, fetched.stderr).toBe(0);
     await power.cut(server);
-    await sleep(20_000);
+    // what the operator sees while the server is down: the API cannot be reached (exit 5, cluster)
+    const down = await pi(['verify', '--kubeconfig', early, '--timeout', '30s', '-o', 'json']);
+    log(`verify while the server is down: exit ${down.code}: ${down.stderr.trim()}`);
+    expect(down.code).toBe(5);
+    expect(json<{ ok: boolean; error?: { message: string } }>(down.stdout).error?.message).toMatch(/10\.0\.0\.11:6443/);
     const during = await status(DRILLED);
     log(`${DRILLED} while the server is down: ${JSON.stringify(during.status)}`);
+    expect(during.reachable).toBe(true);
     await power.on(server);
     const joined = await waitForStatus(DRILLED, (x) => x.status?.phase === 'joined', 'joined');
     times.agentJoinedMs = Date.now() - t0;
