@@ -277,7 +277,7 @@ describe.skipIf(!isRoot)('reliability: faults', () => {
     expectBaseUnchanged();
   }, 300_000);
 
-  it('ENOSPC while the build record is written: no new image without its record', async () => {
+  it('ENOSPC while the block map and build record are written: no new image without its map and record', async () => {
     const out = join(inv.root, 'out-enospc-record');
     mountTmpfs(out, 'size=96m');
     // debugfs is the last program of the bake: after it the disk is full, before hash, rename and record
@@ -286,11 +286,14 @@ describe.skipIf(!isRoot)('reliability: faults', () => {
     const r = await child.exit;
     expect(existsSync(join(dir, 'debugfs.pid'))).toBe(true);
     expect(r.code, child.stderr()).toBe(4);
-    expect(child.stderr()).toContain('pi-cluster-1.json');
+    // the first of the small files written beside the image (its block map, then its record) fails
+    expect(child.stderr()).toMatch(/cannot write \S+\/pi-cluster-1\.(img\.bmap|json)\b.*ENOSPC/);
+    expect(child.stderr()).toMatch(/the previous image and record were kept|earlier image and record are unchanged/);
     expect(child.stderr()).not.toMatch(/^\s+at /m);
     const names = readdirSync(out);
-    // image and record are a pair: neither, or both
+    // image, block map and record go together: none, or all three
     expect(names.includes('pi-cluster-1.img'), names.join(', ')).toBe(names.includes('pi-cluster-1.json'));
+    expect(names.includes('pi-cluster-1.img.bmap'), names.join(', ')).toBe(names.includes('pi-cluster-1.json'));
     expect(names.filter((n) => n.includes('.tmp-'))).toEqual([]);
     expectBaseUnchanged();
   }, 300_000);
