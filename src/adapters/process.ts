@@ -197,19 +197,22 @@ function track(pid: number | undefined): () => void {
   };
 }
 
-/** Kills (SIGKILL) the process group of every program still running. Synchronous: safe in exit and signal handlers. */
-export function killAllChildren(): void {
-  for (const pid of liveChildren) {
+/** SIGKILLs the process group led by `pid` (or the process alone when it leads none). Synchronous. */
+export function killProcessGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
     try {
-      process.kill(-pid, 'SIGKILL');
+      process.kill(pid, 'SIGKILL');
     } catch {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
+      /* already gone */
     }
   }
+}
+
+/** Kills (SIGKILL) the process group of every program still running. Synchronous: safe in exit and signal handlers. */
+export function killAllChildren(): void {
+  for (const pid of liveChildren) killProcessGroup(pid);
   liveChildren.clear();
 }
 

@@ -7,6 +7,7 @@
  * message naming the culprit where there is one, no output under a final name that is partial, no
  * helper program left running, the base unchanged, and no secret in any world-readable file.
  */
+import { killProcessGroup } from '../../src/adapters/process.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -171,18 +172,6 @@ async function phaseReached(dir: string, tool: string): Promise<number> {
   return Number(readFileSync(join(dir, `${tool}.pid`), 'utf8'));
 }
 
-/** After a SIGKILL of pi-image its helper program runs on: the test stops it (a SIGKILLed process cannot). */
-function killGroup(pid: number): void {
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-}
 
 /** Names below `dir` (recursively, relative) that are temp or staging names: `.tmp-`, `.old-`, locks. */
 function leftovers(dir: string): string[] {
@@ -245,7 +234,7 @@ describe.skipIf(!isRoot)('reliability: faults', () => {
       const helper = Number(readFileSync(join(dir, `${c.tool}.pid`), 'utf8'));
       process.kill(child.pid, 'SIGKILL');
       await child.exit;
-      killGroup(helper); // a SIGKILLed process cannot stop its children; the test does
+      killProcessGroup(helper); // a SIGKILLed process cannot stop its children; the test does
       const stale = readdirSync(out).filter((n) => n.includes('.tmp-'));
       expect(stale.length).toBeGreaterThan(0);
       expectNoFinalOutputs(out);
@@ -537,7 +526,7 @@ describe.skipIf(!isRoot)('reliability: faults in images fetch and import', () =>
         expect(leftovers(join(cache, 'images')), 'temp files or a lock left by a stopped command').toEqual([]);
       } else {
         expect(r.signal).toBe('SIGKILL');
-        if (helper !== undefined) killGroup(helper);
+        if (helper !== undefined) killProcessGroup(helper);
       }
       expectCacheUnchanged(cache, before);
       const stale = leftovers(join(cache, 'images'));
@@ -657,7 +646,7 @@ describe.skipIf(!isRoot)('reliability: faults in netboot', () => {
           await waitFor(() => !pidAlive(helper), `${c.tool} (pid ${helper}) to be killed`, 30_000);
           expect(leftovers(root), 'staging folders left by SIGTERM').toEqual([]);
         } else {
-          killGroup(helper);
+          killProcessGroup(helper);
           stale = leftovers(root);
           expect(stale.length).toBeGreaterThan(0);
         }
