@@ -10,6 +10,7 @@ import yargs, { type Argv, type CommandModule, type MiddlewareFunction } from 'y
 import { type Io, processIo } from './app/io.js';
 import { toolVersion } from './app/version.js';
 import { SecretValues, withSecretValues } from './adapters/secret-values.js';
+import { withTrace } from './adapters/trace.js';
 import { redact } from './core/redact.js';
 import { installInterruptHandlers } from './adapters/terminal.js';
 import { EXIT_CODES, IoError, PiImageError } from './core/errors.js';
@@ -134,7 +135,7 @@ export function createParser(argv: readonly string[], cmds: CommandModule<any, a
       describe: 'output format',
       global: true,
     })
-    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'more detail: the causes of an error (the failing tool\'s own message), extra columns where a command has them', global: true })
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'trace on stderr every program run, API request, SSH command, download and file written (secrets masked), progress as plain lines, and the causes of an error', global: true })
     // last value wins for every option of every command (src/core/last-value.ts)
     .middleware(lastValueWins as unknown as MiddlewareFunction, true)
     .command(cmds)
@@ -166,8 +167,11 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo(), c
   // with -o json a run prints one document: a command that printed its report before failing keeps
   // it as the document (its outcome is inside), and the error goes to stderr only
   let wroteStdout = false;
+  const verbose = argv.some((a) => a === '-v' || a === '--verbose' || /^-[a-zA-Z]*v[a-zA-Z]*$/.test(a));
   const io: Io = {
     ...rawIo,
+    // with -v, progress comes as plain lines, so the trace lines do not tear a redrawn bar
+    isTTY: rawIo.isTTY && !verbose,
     out: (t) => {
       wroteStdout = true;
       rawIo.out(mask(t));
@@ -184,15 +188,15 @@ export async function runCli(argv: readonly string[], rawIo: Io = processIo(), c
   try {
     let printed = '';
     // no arguments at all: the help, as kubectl and git do (exit 0); the run context reaches every handler as argv.ctx
-    await withSecretValues(secrets, () =>
+    const parse = () =>
       parser.parseAsync(argv.length === 0 ? ['--help'] : [...argv], { ctx }, (_err, _argv, output) => {
         printed = output;
-      }),
-    );
+      });
+    await withSecretValues(secrets, () => (verbose ? withTrace((line) => io.err(line), parse) : parse()));
     if (printed) io.out(printed.endsWith('\n') ? printed : `${printed}\n`);
     exitCode = EXIT_CODES.ok;
   } catch (error) {
-    exitCode = report(io, error, { json: wantsJson(argv) && !wroteStdout, verbose: argv.some((a) => a === '-v' || a === '--verbose' || /^-[a-zA-Z]*v[a-zA-Z]*$/.test(a)) });
+    exitCode = report(io, error, { json: wantsJson(argv) && !wroteStdout, verbose });
   }
   rawIo.close?.();
   return exitCode;

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { IoError } from '../core/errors.js';
+import { trace } from './trace.js';
 
 export interface AtomicWriteOptions {
   /** file mode (default 0o644); applied with chmod too, so the umask cannot widen or narrow it */
@@ -56,6 +57,7 @@ export async function atomicWriteFile(path: string, contents: string | Uint8Arra
     }
     await rename(tmp, path);
     await fsyncDir(dir);
+    trace(`wrote ${path} (${typeof contents === 'string' ? Buffer.byteLength(contents) : contents.byteLength} bytes, mode ${mode.toString(8).padStart(4, '0')})`);
   } catch (cause) {
     await rm(tmp, { force: true }).catch(() => undefined);
     throw new IoError(`cannot write ${path}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, {

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { type BuildRecord, parseBuildRecord, serializeBuildRecord } from '../core/build-record.js';
 import { IoError } from '../core/errors.js';
 import { atomicTempPath, atomicWriteFile, fsyncDir } from './atomic-write.js';
+import { trace } from './trace.js';
 
 /** Where the record of `node` lives in a build directory. */
 export function recordPath(buildDir: string, node: string): string {
@@ -113,4 +114,5 @@ export async function commitBuildOutputs(o: BuildOutputs): Promise<void> {
   for (const m of moves) if (m.hadOld) await rm(m.backup, { force: true });
   for (const other of o.replaces ?? []) if (other !== o.image) await rm(other, { force: true });
   await fsyncDir(dirname(o.recordPath));
+  trace(`committed ${[o.image, ...(o.companions ?? []).map((c) => c.path), o.recordPath].join(', ')}${moves.some((m) => m.hadOld) ? ' (replacing the earlier build)' : ''}`);
 }

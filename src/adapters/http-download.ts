@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { EnvironmentError, IoError, PiImageError } from '../core/errors.js';
 import { downloadName } from '../core/catalogue.js';
 import { ensureFreeSpace, fileSha256, formatBytes, type ProgressFn } from './image-files.js';
+import { elapsed, trace } from './trace.js';
 
 export interface DownloadOptions {
   /** expected sha256 of the whole file (checked while streaming) */
@@ -38,8 +39,10 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
   const retries = opts.retries ?? 3;
   let delay = opts.retryDelayMs ?? 2000;
   for (let attempt = 0; ; attempt++) {
+    const started = performance.now();
     try {
       const digest = await downloadAttempt(url, part, opts);
+      trace(`GET ${url}: ${elapsed(started)}, sha256 ${digest}`);
       if (digest !== opts.sha256) {
         await rm(part, { force: true });
         throw new IoError(`download of ${url} has sha256 ${digest}, expected ${opts.sha256}; the file was deleted`, {
@@ -49,6 +52,7 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
       await rename(part, dest);
       return;
     } catch (err) {
+      trace(`GET ${url}: attempt ${attempt + 1} failed after ${elapsed(started)}: ${err instanceof Error ? err.message : String(err)}`);
       if (!(err instanceof RetryableError) || attempt >= retries) {
         if (err instanceof RetryableError) {
           throw new IoError(`download of ${url} failed: ${err.message}`, {
@@ -88,7 +92,9 @@ async function downloadAttempt(url: string, part: string, opts: DownloadOptions)
   try {
     let res: Response;
     try {
+      trace(`GET ${url}${have > 0 ? ` (resuming at byte ${have})` : ''}`);
       res = await fetch(url, { headers: have > 0 ? { Range: `bytes=${have}-` } : {}, signal: ctrl.signal, redirect: 'follow' });
+      trace(`GET ${url}: ← ${res.status}${res.headers.get('content-length') ? `, ${res.headers.get('content-length')} bytes` : ''}`);
     } catch (err) {
       throw new RetryableError(describeNetError(err));
     }

@@ -12,6 +12,7 @@ import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { ApiException, type ConfigurationOptions, CoreV1Api, CustomObjectsApi, KubeConfig, Observable, type RequestContext, type ResponseContext, type V1Node } from '@kubernetes/client-node';
 import { ClusterError, EnvironmentError, InputError } from '../core/errors.js';
 import type { ClusterSnapshot, HelmChartState } from '../core/verify/checks.js';
+import { elapsed, trace } from './trace.js';
 
 export class KubeApiError extends ClusterError {
   readonly retryable: boolean;
@@ -204,16 +205,24 @@ export async function withApiDeadline<T>(
       {
         pre: (ctx: RequestContext) => {
           ctx.setSignal(controller.signal);
+          trace(`kube: ${ctx.getHttpMethod()} ${ctx.getUrl()}`);
           return new Observable(Promise.resolve(ctx));
         },
-        post: (ctx: ResponseContext) => new Observable(Promise.resolve(ctx)),
+        post: (ctx: ResponseContext) => {
+          trace(`kube: ← ${ctx.httpStatusCode}`);
+          return new Observable(Promise.resolve(ctx));
+        },
       },
     ],
     middlewareMergeStrategy: 'append',
   };
+  const started = performance.now();
   try {
-    return await Promise.race([fn(options), expired]);
+    const result = await Promise.race([fn(options), expired]);
+    trace(`kube: ${what} on ${target.server}: ok, ${elapsed(started)}`);
+    return result;
   } catch (error) {
+    trace(`kube: ${what} on ${target.server}: failed after ${elapsed(started)}`);
     if (controller.signal.aborted) throw toKubeApiError(Object.assign(new Error('timed out'), { code: 'TIMEOUT', timeoutMs: ms }), target, what);
     throw toKubeApiError(error, target, what);
   } finally {

@@ -6,6 +6,8 @@
  * - A non-zero exit becomes an IoError naming the program and its trimmed stderr. Arguments are
  *   NOT put into messages (they may hold paths with secrets or tokens); callers that know stderr may
  *   echo a secret pass `redact: [secret, …]` and every occurrence is replaced by `***`.
+ * - With `-v` every program run is traced (adapters/trace.ts): its command line, exit code and time,
+ *   with the `redact` strings and the run's secret values masked.
  *
  * Usage:
  *   const { stdout } = await run('sfdisk', ['--json', image]);
@@ -15,6 +17,7 @@
 import { execa, type ResultPromise } from 'execa';
 import type { Readable, Writable } from 'node:stream';
 import { EnvironmentError, IoError } from '../core/errors.js';
+import { commandLine, elapsed, trace } from './trace.js';
 
 /** Program → Debian package that provides it (used for install hints). */
 export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
@@ -144,6 +147,8 @@ export function spawnStream(cmd: string, args: readonly string[], opts: RunOptio
       ...(opts.timeoutMs === undefined ? {} : { timeout: opts.timeoutMs }),
     });
   const untrack = track(child.pid);
+  const started = performance.now();
+  trace(`${commandLine(cmd, args)}  (streaming)`, opts.redact);
   // once the program has exited its pid may be handed to another program: no group signal after that
   let exited = false;
   child.once('exit', () => {
@@ -151,6 +156,7 @@ export function spawnStream(cmd: string, args: readonly string[], opts: RunOptio
   });
   const done = child.then((r) => {
     untrack();
+    trace(`${cmd} ended: exit ${r.exitCode ?? r.signal ?? '?'}, ${elapsed(started)}`);
     checkResult(cmd, opts, { failed: r.failed, code: r.code, exitCode: r.exitCode, stderr: String(r.stderr ?? ''), timedOut: r.timedOut, isTerminated: r.isTerminated, signal: r.signal });
   });
   // avoid unhandled EPIPE when the program dies early; the real error comes from `done`
@@ -251,11 +257,13 @@ async function exec(
     ...(opts.timeoutMs === undefined ? {} : { timeout: opts.timeoutMs }),
   });
   const untrack = track(sub.pid);
+  const started = performance.now();
   let r;
   try {
     r = await sub;
   } finally {
     untrack();
+    trace(`${commandLine(cmd, args)}  (exit ${r?.exitCode ?? r?.signal ?? '?'}, ${elapsed(started)})`, opts.redact);
     // a timed-out or failed `sh -c` may leave what it started: stop the whole group
     if (sub.pid !== undefined) {
       try {

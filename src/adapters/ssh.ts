@@ -24,6 +24,7 @@ import ssh2, { type AnyAuthMethod, type AuthenticationType, type ConnectConfig, 
 // built CLI takes both from the default export
 const { Client, utils } = ssh2;
 import { ClusterError, EnvironmentError } from '../core/errors.js';
+import { elapsed, trace } from './trace.js';
 
 /** Why an SSH exchange failed, for callers that retry (boot-test waits through a booting guest). */
 export type SshFailure = 'refused' | 'unreachable' | 'closed' | 'timeout' | 'host-key-changed' | 'exec';
@@ -208,6 +209,8 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
     config.algorithms = { serverHostKey: algs as NonNullable<NonNullable<ConnectConfig['algorithms']>['serverHostKey']> };
   }
 
+  const started = performance.now();
+  trace(`ssh ${where}: connecting (${[opts.auth.agent ? 'ssh-agent' : '', opts.auth.key ? `key ${opts.auth.key.path}` : ''].filter(Boolean).join(', then ')})`);
   return await new Promise<SshExecResult>((resolve, reject) => {
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
@@ -216,6 +219,7 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
     const fail = (e: unknown): void => {
       if (settled) return;
       settled = true;
+      trace(`ssh ${where}: failed after ${elapsed(started)}`);
       clearTimeout(timer);
       conn.end();
       conn.destroy();
@@ -304,6 +308,7 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
         await appendFile(opts.knownHostsPath, `${name} ${p.type} ${p.b64}\n`, { mode: 0o600 });
         return { type: p.type, fingerprint: p.fp, status: 'recorded' };
       };
+      trace(`ssh ${where}: logged in with ${tried[tried.length - 1] ?? 'a key'}; host key ${presented?.type ?? '?'} ${presented?.fp ?? ''}; running: ${opts.command.length > 300 ? `${opts.command.slice(0, 300)}…` : opts.command}`);
       conn.exec(opts.command, (err, stream) => {
         if (err) {
           fail(new SshError('exec', `ssh ${where}: could not run the command (${err.message})`));
@@ -320,6 +325,7 @@ export async function sshExec(opts: SshExecOptions): Promise<SshExecResult> {
               if (settled) return;
               settled = true;
               conn.end();
+              trace(`ssh ${where}: exit ${code ?? '?'}, ${Buffer.concat(out).length} bytes out, ${elapsed(started)}`);
               resolve({ stdout: Buffer.concat(out), stderr: errText.trim(), exitCode: code ?? -1, hostKey });
             },
             (e: unknown) => fail(e),

@@ -5,6 +5,7 @@
 import { lstat, open, readdir } from 'node:fs/promises';
 import { isAbsolute, join, relative } from 'node:path';
 import { packagePath } from '../adapters/paths.js';
+import { trace } from '../adapters/trace.js';
 import { InputError, IoError } from '../core/errors.js';
 import { type Diagnostic, formatDiagnostic } from '../core/inventory/diagnostics.js';
 import { INVENTORY_FILE_RE } from '../core/inventory/names.js';
@@ -123,8 +124,10 @@ export async function checkInventory(dir: string, opts: LoadOptions = {}): Promi
   for (const name of names) {
     const display = shown(join(abs, name), cwd);
     const r = await readInventoryFile(join(abs, name), display);
-    if ('text' in r) files.push({ path: display, text: r.text });
-    else problems.push(r.problem);
+    if ('text' in r) {
+      files.push({ path: display, text: r.text });
+      trace(`read ${display} (${Buffer.byteLength(r.text)} bytes)`);
+    } else problems.push(r.problem);
   }
   const knownImages = await catalogueNames(opts.catalogueDir ?? packagePath('images'));
   const displayDir = shown(abs, cwd);

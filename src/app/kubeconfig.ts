@@ -6,8 +6,9 @@
  * Merging never overwrites another cluster's entry of the same name unless `force`; whenever an
  * existing file changes, its previous contents are kept next to it as `<file>.bak` (mode 0600).
  */
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { atomicWriteFile } from '../adapters/atomic-write.js';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { loadInventory } from './inventory.js';
 import type { HostKeyInfo, SshAuth, SshAuthOptions, SshExecOptions, SshExecResult } from '../adapters/ssh.js';
 import { ClusterError, InputError, IoError } from '../core/errors.js';
@@ -61,18 +62,9 @@ export interface KubeconfigResult {
   backup?: string;
 }
 
-/** Writes `text` to `path` with mode 0600 via a temp file + rename (never a half-written kubeconfig). */
+/** Writes `text` to `path` with mode 0600, atomically (never a half-written kubeconfig); new directories 0700. */
 export async function writePrivateFile(path: string, text: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.pi-image-${process.pid}.tmp`;
-  try {
-    await writeFile(tmp, text, { mode: 0o600 });
-    await chmod(tmp, 0o600);
-    await rename(tmp, path);
-  } catch (error) {
-    await rm(tmp, { force: true });
-    throw new IoError(`cannot write ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { hint: 'check the directory exists and is writable, or pass --out FILE' });
-  }
+  await atomicWriteFile(path, text, { mode: 0o600, dirMode: 0o700, hint: 'check the directory exists and is writable, or pass --out FILE' });
 }
 
 export async function readTextIfExists(path: string): Promise<string | undefined> {

@@ -156,6 +156,16 @@ describe.skipIf(!isRoot)('pi-image kubeconfig against a real sshd on 127.0.0.1',
     });
   });
 
+  it('-v traces the SSH login, the remote command and the file written', async () => {
+    const outFile = join(dir, 'out', 'traced.yaml');
+    const r = await kubeconfig(['--out', outFile, '-v']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`^\\+ ssh root@\\[127\\.0\\.0\\.1\\]:${port}: connecting \\(key `, 'm'));
+    expect(r.stderr).toMatch(/^\+ ssh .*: logged in with .*; host key ssh-ed25519 SHA256:\S+; running: /m);
+    expect(r.stderr).toMatch(/^\+ ssh .*: exit 0, \d+ bytes out, [\d.]+ s$/m);
+    expect(r.stderr).toContain(`+ wrote ${outFile}`);
+  });
+
   it('second contact: key is known, nothing new recorded; -o json reports it', async () => {
     const before = readFileSync(knownHosts, 'utf8');
     const r = await kubeconfig(['--out', join(dir, 'out', 'again.yaml'), '-o', 'json']);

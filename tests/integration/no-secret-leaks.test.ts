@@ -64,8 +64,13 @@ beforeAll(async () => {
     ['build', '--all', '--base', base.path, '--dry-run'],
     ['build', '--all', '--base', base.path, '-o', 'json'],
     ['build', 'pi-cluster-2', '--base', base.path],
+    // -v traces every program run (arguments included), API request, SSH command and file written
+    ['build', 'pi-cluster-1', '--base', base.path, '-v'],
+    ['render', '--all', '-v'],
     ['build', 'pi-cluster-2', '--base', '/nonexistent.img'],
     ['netboot', 'pi-cluster-4', '--root', join(inv.root, 'netboot'), '--server', '10.0.0.5'],
+    ['netboot', 'pi-cluster-4', '--root', join(inv.root, 'netboot-v'), '--server', '10.0.0.5', '-v'],
+    ['verify', '--kubeconfig', join(inv.root, 'missing-kubeconfig'), '-v'],
     ['flash', 'pi-cluster-2', '--device', join(inv.root, 'not-a-device'), '--yes'],
     ['verify', '--kubeconfig', join(inv.root, 'missing-kubeconfig')],
     ['kubeconfig', '--identity', join(inv.root, 'missing-key'), '--timeout', '2s'],
@@ -115,6 +120,21 @@ describe('no secret value ever appears in output', () => {
     expect(build?.result.code, build?.result.stderr).toBe(0);
     const netboot = outputs.find((o) => o.argv[0] === 'netboot');
     expect(netboot?.result.code, netboot?.result.stderr).toBe(0);
+  });
+
+  it('-v really traced: the programs a build and a netboot export ran are on stderr', () => {
+    const traced = (prefix: string) => outputs.find((o) => o.argv.join(' ').startsWith(prefix) && o.argv.includes('-v'))!.result;
+    const build = traced('build pi-cluster-1');
+    expect(build.code, build.stderr).toBe(0);
+    expect(build.stderr).toMatch(/^\+ debugfs .*\(exit 0, [\d.]+ s\)$/m);
+    expect(build.stderr).toMatch(/^\+ committed .*pi-cluster-1\.img/m);
+    const netboot = traced('netboot');
+    expect(netboot.code, netboot.stderr).toBe(0);
+    expect(netboot.stderr).toMatch(/^\+ \S+ /m);
+    expect(traced('render --all').stderr).toMatch(/^\+ read nodes\/cluster\.yaml/m);
+    // without -v: no trace
+    const quiet = outputs.find((o) => o.argv.join(' ') === `build pi-cluster-2 --base ${base.path}`)!.result;
+    expect(quiet.stderr).not.toMatch(/^\+ /m);
   });
 
   it('stdout and stderr of every command are free of secrets', () => {

@@ -94,6 +94,17 @@ describe('pi-image verify against the Kubernetes API stand-in', () => {
     expect(new Set(api.requests.map((q) => q.path))).toEqual(new Set(['/api/v1/nodes', '/api/v1/namespaces', '/apis/helm.cattle.io/v1/helmcharts']));
   });
 
+  it('-v traces each API request and its status on stderr (the token never), stdout unchanged', async () => {
+    const quiet = await verify(['--kubeconfig', kubeconfig]);
+    const r = await verify(['--kubeconfig', kubeconfig, '-v']);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(quiet.out);
+    expect(r.err).toMatch(/^\+ kube: GET https:\/\/127\.0\.0\.1:\d+\/api\/v1\/nodes$/m);
+    expect(r.err).toMatch(/^\+ kube: ← 200$/m);
+    expect(r.err).toMatch(/^\+ kube: .* on https:\/\/127\.0\.0\.1:\d+: ok, [\d.]+ s$/m);
+    expect(r.err).not.toContain(TOKEN);
+  });
+
   it('JSON output carries every check and a summary', async () => {
     const { code, report } = await verifyJson();
     expect(code).toBe(0);
