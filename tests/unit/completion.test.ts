@@ -1,6 +1,7 @@
 /**
  * `pi-image completion bash|zsh`: the scripts, the candidates yargs answers from the real command
- * set, and the bash script itself run in bash against the CLI.
+ * set, and the bash and zsh scripts themselves run in those shells against the CLI (zsh for real:
+ * an interactive zsh in a pseudo-terminal with compinit, typing TAB).
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -83,4 +84,41 @@ describe('pi-image completion', () => {
     expect(complete("pi-image flash --dev")).toEqual(['--device']);
     expect(complete("pi-image build pi-cluster-")).toEqual(['pi-cluster-1', 'pi-cluster-2', 'pi-cluster-3', 'pi-cluster-4']);
   });
+
+  // the zsh script in a real interactive zsh (compinit, the script sourced as the README says), driven
+  // through a pseudo-terminal (zsh/zpty): the line typed with a TAB, then what zsh shows after it
+  it.skipIf(!existsSync('/usr/bin/zsh') && !existsSync('/bin/zsh'))('the zsh script completes through the CLI', () => {
+    const root = mkdtempSync(join(tmpdir(), 'pi-image-completion-zsh-'));
+    roots.push(root);
+    const bin = join(root, 'pi-image');
+    writeFileSync(bin, `#!/bin/sh\nexec ${REPO_ROOT}/node_modules/.bin/tsx ${REPO_ROOT}/src/cli.ts "$@"\n`);
+    chmodSync(bin, 0o755);
+    const script = join(root, '_pi-image');
+    writeFileSync(script, completionScript('zsh'));
+    const driver = join(root, 'drive.zsh');
+    // the prompt is written as "PI""READY" so the echo of the setup line never matches it; each read
+    // waits for its pattern (no timing), the spawn's timeout only stops a hung zsh
+    writeFileSync(
+      driver,
+      [
+        'zmodload zsh/zpty',
+        `zpty z 'TERM=dumb zsh -f -i'`,
+        `zpty -w z 'PS1="PI""READY> "; PATH=${root}:$PATH; autoload -U compinit; compinit -u -D; source ${script}'`,
+        `zpty -r z out '*PIREADY> '`,
+        `zpty -w -n z "$1$3"`,
+        `zpty -r z out "*$2*"`,
+        'print -r -- "$out"',
+        'zpty -d z',
+      ].join('\n'),
+    );
+    const complete = (typed: string, expectSeen: string, tabs = 1) =>
+      execFileSync('zsh', ['-f', driver, typed, expectSeen, '\t'.repeat(tabs)], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 300_000 }).replace(new RegExp(String.fromCharCode(27) + '\\[[0-9;?]*[a-zA-Z]', 'g'), '');
+    // one candidate: zsh puts it on the line (what was typed holds no candidate: only completion writes it)
+    expect(complete('pi-image va', 'validate')).toMatch(/pi-image validate/);
+    expect(complete('pi-image flash --dev', '--device')).toMatch(/pi-image flash --device/);
+    // several: the first TAB completes the common part, the second lists them all below the line
+    const nodes = complete('pi-image build pi-clu', 'pi-cluster-4', 2);
+    expect(nodes).toMatch(/pi-image build pi-cluster-/);
+    for (const n of ['pi-cluster-1', 'pi-cluster-2', 'pi-cluster-3', 'pi-cluster-4']) expect(nodes).toContain(n);
+  }, 600_000);
 });
