@@ -300,7 +300,7 @@ describe.skipIf(unsupported !== undefined)('cluster tier: the nodes form the clu
     await restarted;
     times.drillMs = Date.now() - t0;
     expect(r.code, r.stderr).toBe(0);
-    const evidence = json<{ evidenceDir: string; ok: boolean; durationMs: number; phases: { name: string; status: string; durationMs: number }[] }>(r.stdout);
+    const evidence = json<{ evidenceDir: string; ok: boolean; durationMs: number; phases: { name: string; status: string; durationMs: number; summary: string; details: string[] }[] }>(r.stdout);
     const names = evidence.phases.map((p) => p.name);
     expect(names).toEqual(expect.arrayContaining(['preflight', 'cordon', 'drain', 'build', 'flash', 'rejoin', 'uncordon']));
     for (const p of evidence.phases.filter((x) => x.status !== 'skipped')) expect(p.durationMs, p.name).toBeGreaterThanOrEqual(0);
@@ -308,6 +308,11 @@ describe.skipIf(unsupported !== undefined)('cluster tier: the nodes form the clu
     expect(onDisk.phases.map((p) => p.name)).toEqual(names);
     expect(await readdir(evidence.evidenceDir)).toEqual(expect.arrayContaining(['evidence.json', 'README.md']));
     expect(evidence.ok).toBe(true);
+    // the card was written from the block map (mapped ranges only, over the old card's data) and the
+    // node booted from it and rejoined: a mapped-only card boots
+    const flash = evidence.phases.find((p) => p.name === 'flash')!;
+    expect(flash.details.join('\n')).toMatch(/wrote and read back only the block map's \d+ mapped ranges/);
+    expect(evidence.phases.find((p) => p.name === 'rejoin')?.status).toBe('ok');
     // every phase timed, and the whole drill far under the seed's 60 minutes
     expect(evidence.durationMs).toBeGreaterThanOrEqual(evidence.phases.reduce((sum, p) => sum + p.durationMs, 0) - 1000);
     expect(evidence.durationMs).toBeLessThan(60 * MINUTE);
