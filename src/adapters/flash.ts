@@ -11,23 +11,28 @@
  *     or another program holds the device exclusively (mkfs, another flash, a RAID member …);
  *  2. zero the first MiB and fsync, so from here on the card carries no partition table;
  *  3. stream the (uncompressed) image from offset 1 MiB to the end (hashing it on the way), fsync;
+ *     where the device takes O_DIRECT (block devices do) the writes bypass the page cache from
+ *     page-aligned buffers, two in flight (CardWriter), so the card is written at its own speed
+ *     while the image is read and hashed;
  *  4. if the image's sha256 is not the one in the build record, stop here: the card stays
  *     unbootable (zeroed head) instead of carrying a half-correct image;
  *  5. write the first MiB (MBR + start of the boot partition) LAST, fsync — an interrupted write
  *     never leaves a card that looks bootable;
  *  6. verify: `blockdev --flushbufs` (BLKFLSBUF drops the device's buffer cache), then read the
- *     device back with `dd iflag=direct` (O_DIRECT: every byte comes from the medium, not from the
- *     page cache that still holds what we just wrote — Node cannot allocate the aligned buffers
- *     O_DIRECT needs, dd can) and compare its sha256 with the image's;
- *  7. re-read the seed files of the build record from the written card's partitions (mtools on the
- *     FAT partition, debugfs on the ext4 one, at the offsets of the card's MBR) and compare sha256s.
+ *     device back with O_DIRECT (every byte comes from the medium, never from the page cache) into
+ *     page-aligned buffers (readDeviceDirect: Node has no aligned allocation, a WebAssembly memory
+ *     is page-aligned), the next chunk read while this one is hashed, and compare its sha256 with
+ *     the image's;
+ *  7. meanwhile, re-read the seed files of the build record from the written card's partitions
+ *     (mtools on the FAT partition, debugfs on the ext4 one, at the offsets of the card's MBR) and
+ *     compare sha256s.
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { createReadStream } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { BuildRecord } from '../core/build-record.js';
-import { type Bmap, type ByteRange, mappedBytes, mergeRanges, rangeBytes } from '../core/bmap.js';
+import { type Bmap, type ByteRange, mappedBytes, rangeBytes } from '../core/bmap.js';
 import { InputError, IoError, PiImageError } from '../core/errors.js';
 import { flushBuffers } from './blockdev.js';
 import { ext4ReadFile } from './ext4.js';
@@ -133,6 +138,144 @@ async function writeAll(fh: FileHandle, buf: Buffer, position: number, device: s
   }
 }
 
+/**
+ * O_DIRECT needs the memory, the device offset and the length of each transfer aligned to the
+ * device's logical block size; 4096 covers every block size cards and readers use (512, 4096).
+ */
+export const DIRECT_ALIGN = 4096;
+
+/** The WebAssembly global of Node (not in the ES lib): only its page-mapped memory is used here. */
+declare const WebAssembly: { Memory: new (descriptor: { initial: number; maximum?: number }) => { readonly buffer: ArrayBuffer } };
+
+/**
+ * A buffer whose first byte is page-aligned, for O_DIRECT transfers. Node has no aligned-allocation
+ * API and a Buffer's address is whatever malloc returned (16-byte aligned, so O_DIRECT fails with
+ * EINVAL; Node does not tell the address, so no aligned subarray can be picked); a WebAssembly memory
+ * is mapped by whole pages, so its start is page-aligned.
+ */
+export function alignedBuffer(bytes: number): Buffer {
+  const pages = Math.max(1, Math.ceil(bytes / 65536));
+  return Buffer.from(new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer, 0, bytes);
+}
+
+/** O_DIRECT writes in flight at once: the card gets the next chunk while the previous one completes. */
+const WRITES_IN_FLIGHT = 2;
+
+/**
+ * The card, opened exclusively for writing. Where the device takes O_DIRECT (proven by one aligned
+ * read when it is opened) every aligned transfer goes straight to the medium from an aligned
+ * buffer, as `dd oflag=direct` does, with up to two in flight: the card is busy while the image is
+ * read and hashed, instead of the page cache filling first and the final fsync then waiting for
+ * all of it. Pieces that are not aligned (the end of an image whose size is no multiple of 4096) go
+ * through the page cache on a second, plain descriptor. A device refusing O_DIRECT is written
+ * through the page cache. A write returns once its bytes are copied and queued; its failure
+ * surfaces at the next write or at `sync`, as a buffered write's does at fsync.
+ */
+export class CardWriter {
+  private plain: FileHandle | undefined;
+  /** aligned buffers not in use */
+  private readonly free: Buffer[];
+  /** O_DIRECT writes submitted, oldest first */
+  private readonly inflight: { done: Promise<void>; buf: Buffer }[] = [];
+  private constructor(
+    readonly device: string,
+    private readonly fh: FileHandle,
+    /** the aligned buffers of O_DIRECT writes; none when the card is written through the page cache */
+    buffers: Buffer[],
+  ) {
+    this.free = buffers;
+  }
+
+  get direct(): boolean {
+    return this.free.length + this.inflight.length > 0;
+  }
+
+  /** Opens `device` (O_EXCL without O_CREAT on a block device: EBUSY while mounted or in use). */
+  static async open(device: string, chunkSize: number, o: { direct?: boolean } = {}): Promise<CardWriter> {
+    if (o.direct !== false) {
+      let fh: FileHandle | undefined;
+      try {
+        fh = await open(device, constants.O_RDWR | constants.O_EXCL | constants.O_DIRECT);
+      } catch (err) {
+        // EINVAL: no O_DIRECT here (some file systems, some drivers); else the device cannot be opened at all
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw deviceOpenError(device, err);
+      }
+      if (fh !== undefined) {
+        const size = Math.max(DIRECT_ALIGN, Math.ceil(chunkSize / DIRECT_ALIGN) * DIRECT_ALIGN);
+        const buffers = Array.from({ length: WRITES_IN_FLIGHT }, () => alignedBuffer(size));
+        try {
+          await fh.read(buffers[0]!, 0, DIRECT_ALIGN, 0);
+          return new CardWriter(device, fh, buffers);
+        } catch {
+          await fh.close(); // the device does not take aligned O_DIRECT reads: written through the page cache
+        }
+      }
+    }
+    try {
+      return new CardWriter(device, await open(device, constants.O_WRONLY | constants.O_EXCL), []);
+    } catch (err) {
+      throw deviceOpenError(device, err);
+    }
+  }
+
+  /** Writes all of `data` at `position` (queued; `data` may be reused once this returns). */
+  async write(data: Buffer, position: number): Promise<void> {
+    if (!this.direct) return writeAll(this.fh, data, position, this.device);
+    for (let off = 0; off < data.length; ) {
+      const at = position + off;
+      const left = data.length - off;
+      if (at % DIRECT_ALIGN === 0 && left >= DIRECT_ALIGN) {
+        const buf = await this.buffer();
+        const n = Math.min(left, buf.length) - (Math.min(left, buf.length) % DIRECT_ALIGN);
+        data.copy(buf, 0, off, off + n);
+        const done = writeAll(this.fh, buf.subarray(0, n), at, this.device);
+        done.catch(() => undefined); // awaited by buffer() or drain()
+        this.inflight.push({ done, buf });
+        off += n;
+      } else {
+        const n = at % DIRECT_ALIGN === 0 ? left : Math.min(left, DIRECT_ALIGN - (at % DIRECT_ALIGN));
+        await this.drain();
+        this.plain ??= await open(this.device, constants.O_WRONLY).catch((err: unknown) => {
+          throw deviceOpenError(this.device, err);
+        });
+        await writeAll(this.plain, data.subarray(off, off + n), at, this.device);
+        off += n;
+      }
+    }
+  }
+
+  /** A free aligned buffer, once the oldest write in flight completed (throwing its error). */
+  private async buffer(): Promise<Buffer> {
+    const ready = this.free.pop();
+    if (ready !== undefined) return ready;
+    const oldest = this.inflight.shift()!;
+    this.free.push(oldest.buf);
+    await oldest.done;
+    return this.free.pop()!;
+  }
+
+  /** Waits for every write in flight (throwing the first error). */
+  private async drain(): Promise<void> {
+    for (let w = this.inflight.shift(); w !== undefined; w = this.inflight.shift()) {
+      this.free.push(w.buf);
+      await w.done;
+    }
+  }
+
+  /** Everything written so far is on the medium (fsync). */
+  async sync(): Promise<void> {
+    await this.drain();
+    await sync(this.fh, this.device);
+    if (this.plain !== undefined) await sync(this.plain, this.device);
+  }
+
+  async close(): Promise<void> {
+    await this.drain().catch(() => undefined);
+    await this.plain?.close();
+    await this.fh.close();
+  }
+}
+
 async function sync(fh: FileHandle, device: string): Promise<void> {
   try {
     await fh.sync();
@@ -144,29 +287,89 @@ async function sync(fh: FileHandle, device: string): Promise<void> {
   }
 }
 
+/** Where a read-back chunk lies: its span (index into the spans read), its byte offset on the device, and whether it ends the span. */
+export interface ReadBackChunk {
+  span: number;
+  position: number;
+  last: boolean;
+}
+
 /**
- * Reads `length` bytes from the start of `device` with O_DIRECT (dd iflag=direct), feeding each
- * chunk to `onChunk`. Returns the number of bytes read.
+ * Reads the byte spans `spans` of `device` with O_DIRECT (every byte comes from the medium, not from
+ * the page cache), in order, feeding each chunk to `onChunk` (a view of a buffer that is reused
+ * once the returned promise settles). The next chunk is read while `onChunk` hashes this one, so
+ * the read-back runs at the medium's speed. Returns the bytes read of each span (fewer than asked
+ * where the device ended). A device that refuses O_DIRECT is read through the page cache, after
+ * `blockdev --flushbufs` dropped what it held of the device.
  */
-export async function readDeviceDirect(device: string, length: number, onChunk: (b: Buffer) => void | Promise<void>, skip = 0): Promise<number> {
-  const dd = spawnStream('dd', [`if=${device}`, 'bs=4M', `skip=${skip}`, `count=${length}`, 'iflag=direct,skip_bytes,count_bytes', 'status=none'], {
-    what: `reading back ${device}`,
-  });
-  dd.stdin.end();
-  let bytes = 0;
+export async function readDeviceDirect(
+  device: string,
+  spans: readonly ByteRange[],
+  onChunk: (b: Buffer, at: ReadBackChunk) => void | Promise<void>,
+  chunkSize = 8 * MiB,
+): Promise<number[]> {
+  const size = Math.max(DIRECT_ALIGN, Math.ceil(chunkSize / DIRECT_ALIGN) * DIRECT_ALIGN);
+  let fh: FileHandle;
+  let direct = true;
+  const failed = (err: unknown): IoError =>
+    new IoError(`${device}: reading the card back failed: ${(err as Error).message}`, {
+      hint: 'the card or reader may be failing (or was removed); try another card or reader',
+      cause: err,
+    });
   try {
-    for await (const chunk of dd.stdout) {
-      const b = chunk as Buffer;
-      bytes += b.length;
-      await onChunk(b);
-    }
+    fh = await open(device, constants.O_RDONLY | constants.O_DIRECT);
   } catch (err) {
-    dd.kill();
-    await dd.done.catch(() => undefined);
-    throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw failed(err);
+    fh = await open(device, constants.O_RDONLY).catch((e: unknown) => {
+      throw failed(e);
+    });
+    direct = false;
   }
-  await dd.done;
-  return bytes;
+  // two aligned buffers: one being read into while the other is handed to onChunk
+  const bufs = [alignedBuffer(size), alignedBuffer(size)] as const;
+  const pieces: (ReadBackChunk & { n: number })[] = [];
+  spans.forEach((sp, span) => {
+    for (let pos = sp.start; pos < sp.end; pos += size) pieces.push({ span, position: pos, n: Math.min(size, sp.end - pos), last: pos + size >= sp.end });
+  });
+  const got = spans.map(() => 0);
+  /** reads piece i into its buffer; the bytes read, short only where the device ended */
+  const readPiece = async (i: number): Promise<number> => {
+    const { position, n } = pieces[i]!;
+    const buf = bufs[i % 2]!;
+    // O_DIRECT lengths are whole blocks: a span ending off a block boundary is read up to the next one
+    const want = direct ? Math.ceil(n / DIRECT_ALIGN) * DIRECT_ALIGN : n;
+    let done = 0;
+    while (done < want) {
+      const { bytesRead } = await fh.read(buf, done, want - done, position + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+      if (direct && done % DIRECT_ALIGN !== 0) break; // the end of the device
+    }
+    return Math.min(done, n);
+  };
+  let next: Promise<number> | undefined;
+  try {
+    next = pieces.length > 0 ? readPiece(0) : undefined;
+    for (let i = 0; i < pieces.length; i++) {
+      const p = pieces[i]!;
+      let n: number;
+      try {
+        n = await next!;
+      } catch (err) {
+        next = undefined;
+        throw failed(err);
+      }
+      // a short read ends the span: the rest of it is missing (the device is smaller)
+      next = i + 1 < pieces.length ? readPiece(i + 1) : undefined;
+      if (got[p.span] !== p.position - spans[p.span]!.start) continue;
+      got[p.span]! += n;
+      if (n > 0) await onChunk(bufs[i % 2]!.subarray(0, n), { span: p.span, position: p.position, last: p.last || n < p.n });
+    }
+  } finally {
+    await next?.catch(() => undefined);
+    await fh.close();
+  }
+  return got;
 }
 
 // ── the image as a stream of bytes ───────────────────────────────────────────────────────────────
@@ -267,14 +470,7 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
   const size = await uncompressedSize(image, compression);
   if (opts.bmap !== undefined && expectedSha !== undefined) return flashMapped(opts, opts.bmap, compression, expectedSha, chunkSize);
 
-  let dst: FileHandle;
-  try {
-    // O_EXCL without O_CREAT on a block device: exclusive open, EBUSY when mounted / in use
-    dst = await open(device, constants.O_WRONLY | constants.O_EXCL);
-  } catch (err) {
-    throw deviceOpenError(device, err);
-  }
-
+  const dst = await CardWriter.open(device, chunkSize);
   const started = performance.now();
   const hash = createHash('sha256');
   let head: Buffer;
@@ -292,8 +488,8 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
       }
       hash.update(head);
       // 2. no partition table while the body is being written
-      await writeAll(dst, Buffer.alloc(head.length), 0, device);
-      await sync(dst, device);
+      await dst.write(Buffer.alloc(head.length), 0);
+      await dst.sync();
       // 3. the body
       let pos = head.length;
       const total = size ?? 0;
@@ -301,8 +497,10 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
       for (;;) {
         const chunk = await src.read(chunkSize);
         if (chunk.length === 0) break;
+        // the write runs in libuv's thread pool while this thread hashes the same bytes
+        const w = dst.write(chunk, pos);
         hash.update(chunk);
-        await writeAll(dst, chunk, pos, device);
+        await w;
         pos += chunk.length;
         opts.onProgress?.({ phase: 'write', bytes: pos - head.length, total: Math.max(total, pos) });
       }
@@ -316,7 +514,7 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
     if (size !== undefined && written !== size) {
       throw new IoError(`image ${image} gave ${written} bytes, not ${size} (it is being changed while flashing, or damaged?); the card was left without a partition table`);
     }
-    await sync(dst, device);
+    await dst.sync();
     imageSha256 = hash.digest('hex');
     // 4. the image must be the one that was built
     if (expectedSha !== undefined && expectedSha !== imageSha256) {
@@ -326,8 +524,8 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
       );
     }
     // 5. the head, last
-    await writeAll(dst, head, 0, device);
-    await sync(dst, device);
+    await dst.write(head, 0);
+    await dst.sync();
     opts.onProgress?.({ phase: 'write', bytes: written, total: written });
   } finally {
     await dst.close();
@@ -351,43 +549,77 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
   // 6. read back bypassing the page cache; besides hashing, compare with the image (decompressed
   // again) chunk by chunk to say WHERE it differs
   const vStart = performance.now();
-  await flushBuffers(device);
-  const back = createHash('sha256');
-  let seen = 0;
-  let firstBad: number | undefined;
-  const cmp = ImageReader.open(image, compression, chunkSize);
-  let read: number;
-  try {
-    read = await readDeviceDirect(device, written, async (b) => {
-      back.update(b);
-      if (firstBad === undefined) {
-        const w = await cmp.read(b.length);
-        if (w.length !== b.length || !w.equals(b)) {
-          let i = 0;
-          while (i < w.length && w[i] === b[i]) i++;
-          firstBad = seen + i;
-        }
-      }
-      seen += b.length;
-      opts.onProgress?.({ phase: 'verify', bytes: seen, total: written });
-    });
-  } finally {
-    cmp.abort();
-  }
-  const readbackSha256 = back.digest('hex');
-  result.verify.readbackSha256 = readbackSha256;
-  let ok = read === written && readbackSha256 === imageSha256;
-  if (firstBad !== undefined) result.verify.firstBadOffset = firstBad;
-  else if (read !== written) result.verify.firstBadOffset = read;
-
-  // 7. the seed files, from the card's own partition table
-  if (opts.record !== undefined && opts.record.files.length > 0) {
-    result.verify.files = await checkRecordFiles(device, head, opts.record, compression === 'none' ? opts.image : undefined, ok);
-    if (result.verify.files.some((f) => !f.ok)) ok = false;
-  }
+  const { ok, files } = await verifyCard(device, head, opts.record, compression === 'none' ? image : undefined, async () => {
+    const back = createHash('sha256');
+    let seen = 0;
+    let firstBad: number | undefined;
+    const cmp = ImageReader.open(image, compression, chunkSize);
+    let read: number;
+    try {
+      [read = 0] = await readDeviceDirect(
+        device,
+        [{ start: 0, end: written }],
+        async (b) => {
+          back.update(b);
+          if (firstBad === undefined) {
+            const w = await cmp.read(b.length);
+            if (w.length !== b.length || !w.equals(b)) {
+              let i = 0;
+              while (i < w.length && w[i] === b[i]) i++;
+              firstBad = seen + i;
+            }
+          }
+          seen += b.length;
+          opts.onProgress?.({ phase: 'verify', bytes: seen, total: written });
+        },
+        chunkSize,
+      );
+    } finally {
+      cmp.abort();
+    }
+    const readbackSha256 = back.digest('hex');
+    result.verify.readbackSha256 = readbackSha256;
+    if (firstBad !== undefined) result.verify.firstBadOffset = firstBad;
+    else if (read !== written) result.verify.firstBadOffset = read;
+    return read === written && readbackSha256 === imageSha256;
+  });
+  result.verify.files = files;
   result.verify.result = ok ? 'ok' : 'failed';
   result.verifyMs = performance.now() - vStart;
   return result;
+}
+
+/**
+ * 6. and 7.: the read-back (`readBack`, true when the card matched) and, at the same time, the
+ * record's seed files re-read from the card's own partition table (small reads through the page
+ * cache, by mtools and debugfs, while the read-back streams with O_DIRECT). The card is fully
+ * written and synced by then; `blockdev --flushbufs` first drops what the page cache holds of it,
+ * so both read the medium.
+ */
+async function verifyCard(
+  device: string,
+  head: Buffer,
+  record: BuildRecord | undefined,
+  rawImage: string | undefined,
+  readBack: () => Promise<boolean>,
+): Promise<{ ok: boolean; files: FileCheck[] }> {
+  await flushBuffers(device);
+  if (record === undefined || record.files.length === 0) return { ok: await readBack(), files: [] };
+  let settle!: (matched: boolean) => void;
+  const matched = new Promise<boolean>((resolve) => (settle = resolve));
+  const checking = checkRecordFiles(device, head, record, rawImage, matched);
+  checking.catch(() => undefined); // its error is thrown below, once the read-back is done
+  let ok: boolean;
+  try {
+    ok = await readBack();
+  } catch (err) {
+    settle(false);
+    await checking.catch(() => undefined); // no mcopy or debugfs left running
+    throw err;
+  }
+  settle(ok);
+  const files = await checking;
+  return { ok: ok && files.every((f) => f.ok), files };
 }
 
 /**
@@ -395,8 +627,7 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
  * they are compared with the raw image's copy, or — for a compressed image, which has no raw copy to
  * read — proven by the whole card reading back equal to the image (`cardMatches`).
  */
-async function checkRecordFiles(device: string, head: Buffer, record: BuildRecord, image: string | undefined, cardMatches: boolean): Promise<FileCheck[]> {
-  await flushBuffers(device);
+async function checkRecordFiles(device: string, head: Buffer, record: BuildRecord, image: string | undefined, cardMatches: Promise<boolean>): Promise<FileCheck[]> {
   const mbr = parseMbr(head);
   const boot = mbr?.partitions.find((p) => p.number === 1);
   const root = mbr?.partitions.find((p) => p.number === 2);
@@ -428,7 +659,7 @@ async function checkRecordFiles(device: string, head: Buffer, record: BuildRecor
       expected = sha(await read(image, f.target, part.startBytes, path));
       against = 'the image';
     } else {
-      out.push(cardMatches ? { target: f.target, path: f.path, ok: true } : { target: f.target, path: f.path, ok: false, problem: 'the card differs from the image' });
+      out.push((await cardMatches) ? { target: f.target, path: f.path, ok: true } : { target: f.target, path: f.path, ok: false, problem: 'the card differs from the image' });
       continue;
     }
     out.push(
@@ -493,12 +724,7 @@ async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCom
   const { image, device } = opts;
   const ranges = bmap.ranges.map((r) => ({ ...rangeBytes(r, bmap.imageSize, bmap.blockSize), sha256: r.sha256 }));
   const total = mappedBytes(bmap);
-  let dst: FileHandle;
-  try {
-    dst = await open(device, constants.O_WRONLY | constants.O_EXCL);
-  } catch (err) {
-    throw deviceOpenError(device, err);
-  }
+  const dst = await CardWriter.open(device, chunkSize);
   const started = performance.now();
   const src = await positionalReader(image, compression, chunkSize);
   let head: Buffer;
@@ -511,8 +737,8 @@ async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCom
           hint: 'flash an image made by `pi-image build` (.img, .img.xz or .img.zst)',
         });
       }
-      await writeAll(dst, Buffer.alloc(head.length), 0, device);
-      await sync(dst, device);
+      await dst.write(Buffer.alloc(head.length), 0);
+      await dst.sync();
       opts.onProgress?.({ phase: 'write', bytes: 0, total });
       // the chunks to write, in order; a chunk is either in the head (already in memory, written
       // last) or past it. The next chunk is read while this one is written and hashed.
@@ -537,7 +763,7 @@ async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCom
           next = i + 1 < chunks.length ? readChunk(i + 1) : undefined;
           if (chunk.length !== n) throw new IoError(`image ${image} ended at byte ${pos + chunk.length}, before the end of its block map (${bmap.imageSize} bytes); the card was left without a partition table`);
           // the write runs in libuv's thread pool while this thread hashes the same bytes
-          const w = pos >= head.length ? writeAll(dst, chunk, pos, device) : undefined;
+          const w = pos >= head.length ? dst.write(chunk, pos) : undefined;
           h.update(chunk);
           await w;
           done += n;
@@ -562,9 +788,9 @@ async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCom
     } finally {
       await src.close();
     }
-    await sync(dst, device);
-    await writeAll(dst, head, 0, device);
-    await sync(dst, device);
+    await dst.sync();
+    await dst.write(head, 0);
+    await dst.sync();
   } finally {
     await dst.close();
   }
@@ -584,53 +810,35 @@ async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCom
   };
   if (opts.verify === false) return result;
 
-  // read back the mapped ranges with O_DIRECT (nearby ranges in one dd: fewer processes, the gap is read and dropped)
+  // read back the mapped ranges with O_DIRECT, each hashed against its sha256
   const vStart = performance.now();
-  await flushBuffers(device);
-  const spans = mergeRanges(ranges.map((r) => ({ start: r.start, end: r.end + 4 * MiB }))).map((s) => ({ start: s.start, end: Math.min(s.end - 4 * MiB, bmap.imageSize) }));
-  let ri = 0;
-  let h = createHash('sha256');
-  let seen = 0;
-  let bad: (ByteRange & { sha256: string }) | undefined;
-  for (const span of spans) {
-    let pos = span.start;
+  const { ok, files } = await verifyCard(device, head, opts.record, compression === 'none' ? image : undefined, async () => {
+    let h = createHash('sha256');
+    let seen = 0;
+    let bad: ByteRange | undefined;
     const got = await readDeviceDirect(
       device,
-      span.end - span.start,
-      (b) => {
-        let off = 0;
-        while (off < b.length) {
-          const r = ranges[ri];
-          if (r === undefined) return;
-          const at = pos + off;
-          if (at < r.start) {
-            off += Math.min(b.length - off, r.start - at);
-            continue;
-          }
-          const n = Math.min(b.length - off, r.end - at);
-          h.update(b.subarray(off, off + n));
-          off += n;
-          seen += n;
-          if (at + n === r.end) {
-            if (h.digest('hex') !== r.sha256) bad ??= r;
-            h = createHash('sha256');
-            ri++;
-          }
+      ranges,
+      (b, at) => {
+        h.update(b);
+        seen += b.length;
+        if (at.last) {
+          const r = ranges[at.span]!;
+          if (h.digest('hex') !== r.sha256) bad ??= r;
+          h = createHash('sha256');
         }
-        pos += b.length;
         opts.onProgress?.({ phase: 'verify', bytes: seen, total });
       },
-      span.start,
+      chunkSize,
     );
-    if (got !== span.end - span.start) bad ??= { start: span.start + got, end: span.end, sha256: '' };
-  }
-  let ok = bad === undefined && ri === ranges.length;
-  if (bad !== undefined) result.verify.firstBadOffset = await firstDifference(device, image, compression, chunkSize, bad);
-
-  if (opts.record !== undefined && opts.record.files.length > 0) {
-    result.verify.files = await checkRecordFiles(device, head, opts.record, compression === 'none' ? image : undefined, ok);
-    if (result.verify.files.some((f) => !f.ok)) ok = false;
-  }
+    got.forEach((n, i) => {
+      const r = ranges[i]!;
+      if (n !== r.end - r.start) bad ??= r;
+    });
+    if (bad !== undefined) result.verify.firstBadOffset = await firstDifference(device, image, compression, chunkSize, bad);
+    return bad === undefined;
+  });
+  result.verify.files = files;
   result.verify.result = ok ? 'ok' : 'failed';
   result.verifyMs = performance.now() - vStart;
   return result;
@@ -640,21 +848,21 @@ async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCom
 async function firstDifference(device: string, image: string, compression: ImageCompression, chunkSize: number, r: ByteRange): Promise<number> {
   const src = await positionalReader(image, compression, chunkSize);
   try {
-    let pos = r.start;
     let found: number | undefined;
-    await readDeviceDirect(
+    const [got = 0] = await readDeviceDirect(
       device,
-      r.end - r.start,
-      async (b) => {
+      [r],
+      async (b, at) => {
         if (found !== undefined) return;
-        const want = await src.read(pos, b.length);
+        const want = await src.read(at.position, b.length);
         let i = 0;
         while (i < b.length && want[i] === b[i]) i++;
-        if (i < b.length) found = pos + i;
-        pos += b.length;
+        if (i < b.length) found = at.position + i;
       },
-      r.start,
+      chunkSize,
     );
+    // the card ended inside the range
+    if (got < r.end - r.start) found ??= r.start + got;
     return found ?? r.start;
   } catch {
     return r.start;

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli.js';
 import type { Io } from '../../src/app/io.js';
 import { readBuildRecord } from '../../src/adapters/build-record.js';
-import { flashImage } from '../../src/adapters/flash.js';
+import { alignedBuffer, CardWriter, DIRECT_ALIGN, flashImage, readDeviceDirect } from '../../src/adapters/flash.js';
 import { cli } from '../helpers/run-cli.js';
 import { makePiOsImage } from '../helpers/pi-os-image.js';
 import { sampleFiles, writeInventory } from '../helpers/sample-inventory.js';
@@ -303,5 +303,49 @@ describe.skipIf(!canUseLoop)('pi-image flash on a loop device', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/build\/images\/pi-cluster-9\.img does not exist/);
     expect(r.stderr).toMatch(/pi-image build pi-cluster-9/);
+  });
+
+  it('writes the card with O_DIRECT from page-aligned memory (pieces off the 4096-byte grid through the page cache) and reads spans back with O_DIRECT', async () => {
+    await scribble();
+    // a plain Buffer is not aligned for O_DIRECT: the kernel refuses it (why alignedBuffer exists)
+    const raw = await open(loop!, constants.O_RDONLY | constants.O_DIRECT);
+    try {
+      await expect(raw.read(Buffer.allocUnsafeSlow(DIRECT_ALIGN + 16).subarray(16), 0, DIRECT_ALIGN, 0)).rejects.toMatchObject({ code: 'EINVAL' });
+      expect((await raw.read(alignedBuffer(DIRECT_ALIGN), 0, DIRECT_ALIGN, 0)).bytesRead).toBe(DIRECT_ALIGN);
+    } finally {
+      await raw.close();
+    }
+    const data = Buffer.from(imageBytes.subarray(0, 9 * MiB + 1000)); // 2 aligned chunks of 4 MiB, then 1 MiB + 1000 bytes
+    const odd = Buffer.from(imageBytes.subarray(20 * MiB, 20 * MiB + 7000)); // starts and ends off the grid
+    const oddAt = 16 * MiB + 512;
+    const w = await CardWriter.open(loop!, 4 * MiB);
+    try {
+      expect(w.direct).toBe(true);
+      await w.write(data, 0);
+      await w.write(odd, oddAt);
+      await w.sync();
+    } finally {
+      await w.close();
+    }
+    const card = await readDirect(loop!, 24 * MiB); // dd iflag=direct reads whole sectors
+    expect(card.subarray(0, data.length).equals(data)).toBe(true);
+    expect(card.subarray(oddAt, oddAt + odd.length).equals(odd)).toBe(true);
+
+    // spans: one ending off the grid, one running past the end of the 128 MiB card (read short)
+    const chunks: { span: number; position: number; last: boolean; bytes: Buffer }[] = [];
+    const got = await readDeviceDirect(
+      loop!,
+      [{ start: 0, end: data.length }, { start: 128 * MiB - DIRECT_ALIGN, end: 128 * MiB + 3 * DIRECT_ALIGN }],
+      (b, at) => void chunks.push({ ...at, bytes: Buffer.from(b) }),
+      4 * MiB,
+    );
+    expect(got).toEqual([data.length, DIRECT_ALIGN]);
+    expect(Buffer.concat(chunks.filter((c) => c.span === 0).map((c) => c.bytes)).equals(data)).toBe(true);
+    expect(chunks.map((c) => [c.span, c.position, c.last])).toEqual([
+      [0, 0, false],
+      [0, 4 * MiB, false],
+      [0, 8 * MiB, true],
+      [1, 128 * MiB - DIRECT_ALIGN, true],
+    ]);
   });
 });
