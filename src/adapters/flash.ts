@@ -470,22 +470,15 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
   const size = await uncompressedSize(image, compression);
   if (opts.bmap !== undefined && expectedSha !== undefined) return flashMapped(opts, opts.bmap, compression, expectedSha, chunkSize);
 
-  const dst = await CardWriter.open(device, chunkSize);
-  const started = performance.now();
   const hash = createHash('sha256');
-  let head: Buffer;
-  let imageSha256: string;
-  let written = 0;
-  const src = ImageReader.open(image, compression, chunkSize);
-  try {
+  const { result, head } = await writeCard(opts, chunkSize, async (dst) => {
+    let head: Buffer;
+    let written: number;
+    const src = ImageReader.open(image, compression, chunkSize);
     try {
       head = Buffer.from(await src.read(HEAD_BYTES));
       // a disk image starts with a partition table: anything else is refused before the card is touched
-      if ((parseMbr(head)?.partitions.length ?? 0) === 0) {
-        throw new InputError(`${image} is not a disk image: its first sector holds no partition table (MBR)${compression === 'none' ? '' : ` after ${compression} decompression`}`, {
-          hint: 'flash an image made by `pi-image build` (.img, .img.xz or .img.zst)',
-        });
-      }
+      requireDiskImage(head, image, compression);
       hash.update(head);
       // 2. no partition table while the body is being written
       await dst.write(Buffer.alloc(head.length), 0);
@@ -514,42 +507,29 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
     if (size !== undefined && written !== size) {
       throw new IoError(`image ${image} gave ${written} bytes, not ${size} (it is being changed while flashing, or damaged?); the card was left without a partition table`);
     }
-    await dst.sync();
-    imageSha256 = hash.digest('hex');
-    // 4. the image must be the one that was built
-    if (expectedSha !== undefined && expectedSha !== imageSha256) {
-      throw new IoError(
-        `image ${image} does not match its build record (sha256 ${imageSha256.slice(0, 12)}… ≠ ${expectedSha.slice(0, 12)}…); the card was left without a partition table`,
-        { hint: 'rebuild the image with `pi-image build` and flash again' },
-      );
-    }
-    // 5. the head, last
-    await dst.write(head, 0);
-    await dst.sync();
-    opts.onProgress?.({ phase: 'write', bytes: written, total: written });
-  } finally {
-    await dst.close();
-  }
-  const writeMs = performance.now() - started;
-
-  await opts.afterWrite?.();
-
-  const result: FlashResult = {
-    device,
-    image,
-    bytes: written,
-    imageSha256,
-    writeMs,
-    verifyMs: 0,
-    writeBytesPerSecond: writeMs > 0 ? written / (writeMs / 1000) : 0,
-    verify: { result: 'skipped', files: [] },
-  };
+    const imageSha256 = hash.digest('hex');
+    return {
+      head,
+      bytes: written,
+      written,
+      imageSha256,
+      // 4. the image must be the one that was built
+      check: () => {
+        if (expectedSha !== undefined && expectedSha !== imageSha256) {
+          throw new IoError(
+            `image ${image} does not match its build record (sha256 ${imageSha256.slice(0, 12)}… ≠ ${expectedSha.slice(0, 12)}…); the card was left without a partition table`,
+            { hint: 'rebuild the image with `pi-image build` and flash again' },
+          );
+        }
+      },
+    };
+  });
   if (opts.verify === false) return result;
+  const { imageSha256, bytes: written } = result;
 
   // 6. read back bypassing the page cache; besides hashing, compare with the image (decompressed
   // again) chunk by chunk to say WHERE it differs
-  const vStart = performance.now();
-  const { ok, files } = await verifyCard(device, head, opts.record, compression === 'none' ? image : undefined, async () => {
+  return verifyCard(result, head, opts.record, compression === 'none' ? image : undefined, async () => {
     const back = createHash('sha256');
     let seen = 0;
     let firstBad: number | undefined;
@@ -583,20 +563,91 @@ export async function flashImage(opts: FlashOptions): Promise<FlashResult> {
     else if (read !== written) result.verify.firstBadOffset = read;
     return read === written && readbackSha256 === imageSha256;
   });
-  result.verify.files = files;
-  result.verify.result = ok ? 'ok' : 'failed';
-  result.verifyMs = performance.now() - vStart;
-  return result;
+}
+
+/** What a write path hands over once the image's body is on the card (all but the head). */
+interface WrittenBody {
+  /** the image's first bytes (MBR, partition table, start of the boot partition): written last */
+  head: Buffer;
+  /** the image's (uncompressed) size */
+  bytes: number;
+  /** the bytes written to the card (the whole image, or its mapped ranges): the write speed's */
+  written: number;
+  imageSha256: string;
+  mapped?: { bytes: number; ranges: number };
+  /** runs once the body is synced, before the head goes on: throwing leaves the card without a partition table */
+  check?: () => void;
 }
 
 /**
- * 6. and 7.: the read-back (`readBack`, true when the card matched) and, at the same time, the
+ * The frame of both write paths: opens the card (CardWriter), lets `body` zero the head and write
+ * the rest, then the shared finish — 4. sync and the body's check, 5. the head LAST and sync (an
+ * interrupted write never leaves a card that looks bootable) — closes the card (also on failure),
+ * runs the afterWrite hook and assembles the result, verification still to come.
+ */
+async function writeCard(opts: FlashOptions, chunkSize: number, body: (dst: CardWriter) => Promise<WrittenBody>): Promise<{ result: FlashResult; head: Buffer }> {
+  const dst = await CardWriter.open(opts.device, chunkSize);
+  const started = performance.now();
+  let b: WrittenBody;
+  try {
+    b = await body(dst);
+    await dst.sync();
+    b.check?.();
+    await dst.write(b.head, 0);
+    await dst.sync();
+    opts.onProgress?.({ phase: 'write', bytes: b.written, total: b.written });
+  } finally {
+    await dst.close();
+  }
+  const writeMs = performance.now() - started;
+  await opts.afterWrite?.();
+  const result: FlashResult = {
+    device: opts.device,
+    image: opts.image,
+    bytes: b.bytes,
+    imageSha256: b.imageSha256,
+    writeMs,
+    verifyMs: 0,
+    writeBytesPerSecond: writeMs > 0 ? b.written / (writeMs / 1000) : 0,
+    ...(b.mapped === undefined ? {} : { mapped: b.mapped }),
+    verify: { result: 'skipped', files: [] },
+  };
+  return { result, head: b.head };
+}
+
+/** Refuses (before the card is touched) an image whose first sector holds no partition table. */
+function requireDiskImage(head: Buffer, image: string, compression: ImageCompression): void {
+  if ((parseMbr(head)?.partitions.length ?? 0) === 0) {
+    throw new InputError(`${image} is not a disk image: its first sector holds no partition table (MBR)${compression === 'none' ? '' : ` after ${compression} decompression`}`, {
+      hint: 'flash an image made by `pi-image build` (.img, .img.xz or .img.zst)',
+    });
+  }
+}
+
+/**
+ * 6. and 7., filling in `result`'s verification: the read-back (`readBack`, true when the card
+ * matched) and, at the same time, the
  * record's seed files re-read from the card's own partition table (small reads through the page
  * cache, by mtools and debugfs, while the read-back streams with O_DIRECT). The card is fully
  * written and synced by then; `blockdev --flushbufs` first drops what the page cache holds of it,
  * so both read the medium.
  */
 async function verifyCard(
+  result: FlashResult,
+  head: Buffer,
+  record: BuildRecord | undefined,
+  rawImage: string | undefined,
+  readBack: () => Promise<boolean>,
+): Promise<FlashResult> {
+  const started = performance.now();
+  const { ok, files } = await readBackAndFiles(result.device, head, record, rawImage, readBack);
+  result.verify.files = files;
+  result.verify.result = ok ? 'ok' : 'failed';
+  result.verifyMs = performance.now() - started;
+  return result;
+}
+
+async function readBackAndFiles(
   device: string,
   head: Buffer,
   record: BuildRecord | undefined,
@@ -724,19 +775,13 @@ async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCom
   const { image, device } = opts;
   const ranges = bmap.ranges.map((r) => ({ ...rangeBytes(r, bmap.imageSize, bmap.blockSize), sha256: r.sha256 }));
   const total = mappedBytes(bmap);
-  const dst = await CardWriter.open(device, chunkSize);
-  const started = performance.now();
-  const src = await positionalReader(image, compression, chunkSize);
-  let head: Buffer;
-  let done = 0;
-  try {
+  const { result, head } = await writeCard(opts, chunkSize, async (dst) => {
+    const src = await positionalReader(image, compression, chunkSize);
+    let head: Buffer;
+    let done = 0;
     try {
       head = Buffer.from(await src.read(0, Math.min(HEAD_BYTES, bmap.imageSize)));
-      if ((parseMbr(head)?.partitions.length ?? 0) === 0) {
-        throw new InputError(`${image} is not a disk image: its first sector holds no partition table (MBR)${compression === 'none' ? '' : ` after ${compression} decompression`}`, {
-          hint: 'flash an image made by `pi-image build` (.img, .img.xz or .img.zst)',
-        });
-      }
+      requireDiskImage(head, image, compression);
       await dst.write(Buffer.alloc(head.length), 0);
       await dst.sync();
       opts.onProgress?.({ phase: 'write', bytes: 0, total });
@@ -788,31 +833,19 @@ async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCom
     } finally {
       await src.close();
     }
-    await dst.sync();
-    await dst.write(head, 0);
-    await dst.sync();
-  } finally {
-    await dst.close();
-  }
-  const writeMs = performance.now() - started;
-  await opts.afterWrite?.();
-  const result: FlashResult = {
-    device,
-    image,
-    bytes: bmap.imageSize,
-    // the block map is the one the build record names, and every mapped range matched its sum
-    imageSha256: expectedSha,
-    writeMs,
-    verifyMs: 0,
-    writeBytesPerSecond: writeMs > 0 ? total / (writeMs / 1000) : 0,
-    mapped: { bytes: total, ranges: ranges.length },
-    verify: { result: 'skipped', files: [] },
-  };
+    return {
+      head,
+      bytes: bmap.imageSize,
+      written: total,
+      // the block map is the one the build record names, and every mapped range matched its sum
+      imageSha256: expectedSha,
+      mapped: { bytes: total, ranges: ranges.length },
+    };
+  });
   if (opts.verify === false) return result;
 
   // read back the mapped ranges with O_DIRECT, each hashed against its sha256
-  const vStart = performance.now();
-  const { ok, files } = await verifyCard(device, head, opts.record, compression === 'none' ? image : undefined, async () => {
+  return verifyCard(result, head, opts.record, compression === 'none' ? image : undefined, async () => {
     let h = createHash('sha256');
     let seen = 0;
     let bad: ByteRange | undefined;
@@ -838,10 +871,6 @@ async function flashMapped(opts: FlashOptions, bmap: Bmap, compression: ImageCom
     if (bad !== undefined) result.verify.firstBadOffset = await firstDifference(device, image, compression, chunkSize, bad);
     return bad === undefined;
   });
-  result.verify.files = files;
-  result.verify.result = ok ? 'ok' : 'failed';
-  result.verifyMs = performance.now() - vStart;
-  return result;
 }
 
 /** Where a range that read back wrong first differs from the image (its start when that cannot be told). */
