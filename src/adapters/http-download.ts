@@ -149,12 +149,21 @@ async function downloadAttempt(url: string, part: string, opts: DownloadOptions)
     if (res.body === null) throw new RetryableError('empty response');
 
     let bytes = start;
+    // the caller's progress callback failing is its own error, not a lost connection to retry
+    let progressError: { error: unknown } | undefined;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb: TransformCallback) {
         poke();
         hash.update(chunk);
         bytes += chunk.length;
-        opts.onProgress?.({ phase: 'download', bytes, total });
+        // a throw here would escape the stream (an uncaught exception, and a pipeline that never ends)
+        try {
+          opts.onProgress?.({ phase: 'download', bytes, total });
+        } catch (error) {
+          progressError = { error };
+          cb(error as Error);
+          return;
+        }
         cb(null, chunk);
       },
     });
@@ -165,6 +174,7 @@ async function downloadAttempt(url: string, part: string, opts: DownloadOptions)
         createWriteStream(part, { flags: 'a' }),
       );
     } catch (err) {
+      if (progressError !== undefined) throw progressError.error;
       if (err instanceof PiImageError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
         throw new EnvironmentError(`disk full while downloading ${downloadName(url)} to ${dir}`, {

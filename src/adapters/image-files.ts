@@ -17,7 +17,7 @@ import { Worker } from 'node:worker_threads';
 import { dirname, join, resolve } from 'node:path';
 import { EnvironmentError, IoError } from '../core/errors.js';
 import type { RenderedFile } from '../core/model.js';
-import { killAllChildren, run } from './process.js';
+import { killAllChildren, run, pidAlive } from './process.js';
 import type { ImageLayout } from './partitions.js';
 import { fatWriteFiles } from './fat.js';
 import { ext4Apply, type Ext4Op } from './ext4.js';
@@ -130,16 +130,6 @@ export function tempPathFor(dest: string): string {
 
 /** `<name>.tmp-<pid>` (withTempOutput) and `<name>.tmp-<pid>-<hex>` (atomic writes of small files). */
 const TEMP_NAME = /\.tmp-(\d+)(?:-[0-9a-f]+)?$/;
-
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
-  }
-}
 
 /**
  * Removes the temp outputs in `dir` that a process which no longer runs left behind (a SIGKILLed or

@@ -17,6 +17,7 @@ import { readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { EnvironmentError, IoError } from '../core/errors.js';
 import { removeOnSignal } from './image-files.js';
+import { pidAlive } from './process.js';
 
 export interface LockOwner {
   pid: number;
@@ -59,15 +60,6 @@ function parseOwner(text: string): LockOwner | undefined {
   return undefined;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 async function readLock(path: string): Promise<{ text: string; owner?: LockOwner; ageMs: number } | undefined> {
   try {
     const [text, st] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
@@ -81,7 +73,7 @@ async function readLock(path: string): Promise<{ text: string; owner?: LockOwner
 
 function isStale(lock: { owner?: LockOwner; ageMs: number }): boolean {
   if (!lock.owner) return lock.ageMs > UNPARSABLE_GRACE_MS;
-  return lock.owner.host === hostname() && !alive(lock.owner.pid);
+  return lock.owner.host === hostname() && !pidAlive(lock.owner.pid);
 }
 
 /** Removes `path` if it still holds `text` (a stale lock), under a guard so only one process does it. */

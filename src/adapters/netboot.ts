@@ -23,7 +23,7 @@ import { netbootCmdline, netbootFstab, type NetbootNodePlan, type NetbootPlan } 
 import { ext4Batch, ext4Rdump, ext4Stat, type Ext4Volume } from './ext4.js';
 import { fatCopyTreeOut, fatListAll, fatReadFile } from './fat.js';
 import { inspectImage, type ImageLayout } from './partitions.js';
-import { run } from './process.js';
+import { run, pidAlive } from './process.js';
 import { atomicWriteFile } from './atomic-write.js';
 import { removeOnSignal } from './image-files.js';
 
@@ -281,16 +281,6 @@ async function commitDir(s: Staged): Promise<void> {
   await rename(s.tmp, s.dest);
   s.forget();
   if (hadOld) await rm(old, { recursive: true, force: true });
-}
-
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

@@ -222,6 +222,17 @@ export function killAllChildren(): void {
   liveChildren.clear();
 }
 
+/** True while a process with this pid runs (also another user's: EPERM); the one check for stale locks and temp files. */
+export function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Process ids of the programs pi-image started that still run (for tests and diagnostics). */
 export function runningChildren(): number[] {
   return [...liveChildren];

@@ -235,6 +235,19 @@ describe('importImage', () => {
     expect(await readdir(join(cache, 'images'))).toEqual([]);
   });
 
+  it('a progress display that fails during the download stops it with that error: not retried as a lost connection, no image', async () => {
+    const e = await fetchImage(entry(), {
+      cacheDir: cache,
+      onProgress: (p) => {
+        if (p.phase === 'download') throw new Error('the progress display failed');
+      },
+      ...quick,
+    }).catch((x: unknown) => x);
+    expect((e as Error).message).toBe('the progress display failed');
+    expect(requests.length).toBe(1);
+    expect(await readdir(join(cache, 'images')).catch(() => [])).toEqual([]);
+  });
+
   it('rejects a damaged xz without leaving an image', async () => {
     const file = join(dir, 'damaged.img.xz');
     const broken = Buffer.from(xz);
