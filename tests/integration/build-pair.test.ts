@@ -40,7 +40,7 @@ const build = (args: string[]) => cli(['build', NODE, '--base', base.path, ...ar
 describe.skipIf(!canUseLoop)('build outputs as a pair', () => {
   it('a build whose record cannot be written (exit 4) keeps the earlier image and record, and leaves no temp file', async () => {
     const out = join(inv.root, 'out-pair');
-    const first = await build(['--out', out]);
+    const first = await build(['--build-dir', out]);
     expect(first.code, first.stderr).toBe(0);
     const image = join(out, `${NODE}.img`);
     const recordFile = join(out, `${NODE}.json`);
@@ -55,7 +55,7 @@ describe.skipIf(!canUseLoop)('build outputs as a pair', () => {
     writeFileSync(nodeFile, yaml.replace(/^labels:\n/m, 'labels:\n  pi-image.io/drill: pair\n'));
     await execa('chattr', ['+i', recordFile]);
     try {
-      const second = await build(['--out', out]);
+      const second = await build(['--build-dir', out]);
       expect(second.code, second.stderr).toBe(4);
       expect(second.stderr).toContain(`cannot write build record ${recordFile}`);
       expect(second.stderr).toMatch(/hint: .*earlier image and record are unchanged/);
@@ -69,7 +69,7 @@ describe.skipIf(!canUseLoop)('build outputs as a pair', () => {
     }
 
     // the same build with a writable record: the new pair replaces the old one
-    const third = await build(['--out', out]);
+    const third = await build(['--build-dir', out]);
     expect(third.code, third.stderr).toBe(0);
     const newImage = sha(readFileSync(image));
     expect(newImage).not.toBe(oldImage);
@@ -79,10 +79,10 @@ describe.skipIf(!canUseLoop)('build outputs as a pair', () => {
 
   it('a compressed build replaces the raw image (no stale .img beside the record), and the record names the file it describes', async () => {
     const out = join(inv.root, 'out-forms');
-    const raw = await build(['--out', out]);
+    const raw = await build(['--build-dir', out]);
     expect(raw.code, raw.stderr).toBe(0);
     expect(readdirSync(out).sort()).toEqual([`${NODE}.img`, `${NODE}.img.bmap`, `${NODE}.json`]);
-    const zst = await build(['--out', out, '--compress', 'zstd']);
+    const zst = await build(['--build-dir', out, '--compress', 'zstd']);
     expect(zst.code, zst.stderr).toBe(0);
     // one block map for either form (it maps the raw content): replaced, not left stale
     expect(readdirSync(out).sort()).toEqual([`${NODE}.img.bmap`, `${NODE}.img.zst`, `${NODE}.json`]);

@@ -214,7 +214,7 @@ describe('pi-image build', () => {
     });
     try {
       const out = join(inv.root, 'out-userconf');
-      const r = await build(['pi-cluster-2', '--base', userconf.path, '--out', out]);
+      const r = await build(['pi-cluster-2', '--base', userconf.path, '--build-dir', out]);
       expect(r.code, r.stderr).toBe(0);
       const root = { image: join(out, 'pi-cluster-2.img'), offset: userconf.rootOffset };
       expect(await ext4Stat(root, '/etc/systemd/system/multi-user.target.wants/userconfig.service')).toBeUndefined();
@@ -225,7 +225,7 @@ describe('pi-image build', () => {
       expect(await ext4Stat(root, '/usr/lib/systemd/system/userconfig.service')).toBeDefined(); // the package stays
       const ext = await fsckExt4(root.image, userconf.rootOffset);
       expect(ext.ok, ext.output).toBe(true);
-      const dry = await build(['pi-cluster-2', '--base', userconf.path, '--out', join(inv.root, 'out-userconf-dry'), '--dry-run']);
+      const dry = await build(['pi-cluster-2', '--base', userconf.path, '--build-dir', join(inv.root, 'out-userconf-dry'), '--dry-run']);
       expect(dry.stdout).toContain('userconf-pi guard');
     } finally {
       await userconf.cleanup();

@@ -161,7 +161,7 @@ describe.skipIf(!canUseLoop)('block maps: build writes them, flash writes only t
 
   it('flashes a compressed build with its map (decompressing, skipping unmapped stretches of the stream)', async () => {
     const zout = join(inv.root, 'build-zst');
-    const built = await cli(['build', NODE, '--base', base.path, '--compress', 'zstd', '--out', zout], { cwd: inv.root, env });
+    const built = await cli(['build', NODE, '--base', base.path, '--compress', 'zstd', '--build-dir', zout], { cwd: inv.root, env });
     expect(built.code, built.stderr).toBe(0);
     const z = join(zout, `${NODE}.img.zst`);
     const zrec = (await readBuildRecord(join(zout, `${NODE}.json`)))!;

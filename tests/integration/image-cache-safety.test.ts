@@ -183,7 +183,7 @@ describe('build --base with a compressed file', () => {
     try {
       const env = { PATH: process.env.PATH, HOME: join(inv.root, 'home'), XDG_CONFIG_HOME: join(inv.root, 'xdg'), PI_IMAGE_CACHE: cache };
       expect((await cli(['secrets', 'init'], { cwd: inv.root, env })).code).toBe(0);
-      const r = await cli(['build', 'pi-cluster-2', '--base', goodXz, '--out', join(inv.root, 'out')], { cwd: inv.root, env });
+      const r = await cli(['build', 'pi-cluster-2', '--base', goodXz, '--build-dir', join(inv.root, 'out')], { cwd: inv.root, env });
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toContain('is xz-compressed');
       expect(r.stderr).toContain(`pi-image images import ${goodXz} --name good`);

@@ -20,8 +20,8 @@ afterEach(() => inv.cleanup());
 describe('no implicit secrets store', () => {
   it.each([
     ['render', ['render', '--all', '--out', 'out']],
-    ['build', ['build', 'pi-cluster-2', '--out', 'out']],
-    ['build --dry-run', ['build', 'pi-cluster-2', '--out', 'out', '--dry-run']],
+    ['build', ['build', 'pi-cluster-2', '--build-dir', 'out']],
+    ['build --dry-run', ['build', 'pi-cluster-2', '--build-dir', 'out', '--dry-run']],
   ])('%s without secrets.age: exit 2, the `secrets init` hint, nothing created', async (_label, argv) => {
     const before = readdirSync(inv.dir).sort();
     const r = await cli(argv, { cwd: inv.root, env });

@@ -208,7 +208,7 @@ describe.skipIf(!isRoot)('reliability: faults', () => {
     it(`SIGTERM during the ${c.phase}: no output, no temp file, no ${c.tool} left running`, async () => {
       const dir = shimDir(`term-${c.tool}`, c.tool);
       const out = join(inv.root, `out-term-${c.tool}`);
-      const child = start(['build', c.node ?? 'pi-cluster-4', '--base', base.path, '--out', out, '--compress', c.compress, '--jobs', '1'], dir);
+      const child = start(['build', c.node ?? 'pi-cluster-4', '--base', base.path, '--build-dir', out, '--compress', c.compress, '--jobs', '1'], dir);
       await waitFor(() => existsSync(join(dir, `${c.tool}.pid`)), `${c.tool} to start`);
       const helper = Number(readFileSync(join(dir, `${c.tool}.pid`), 'utf8'));
       expect(pidAlive(helper)).toBe(true);
@@ -228,7 +228,7 @@ describe.skipIf(!isRoot)('reliability: faults', () => {
     it(`SIGKILL during the ${c.phase}: the next build removes the stale temp file and says so`, async () => {
       const dir = shimDir(`kill-${c.tool}`, c.tool);
       const out = join(inv.root, `out-kill-${c.tool}`);
-      const args = ['build', c.node ?? 'pi-cluster-4', '--base', base.path, '--out', out, '--compress', c.compress, '--jobs', '1'];
+      const args = ['build', c.node ?? 'pi-cluster-4', '--base', base.path, '--build-dir', out, '--compress', c.compress, '--jobs', '1'];
       const child = start(args, dir);
       await waitFor(() => existsSync(join(dir, `${c.tool}.pid`)), `${c.tool} to start`);
       const helper = Number(readFileSync(join(dir, `${c.tool}.pid`), 'utf8'));
@@ -255,7 +255,7 @@ describe.skipIf(!isRoot)('reliability: faults', () => {
     const out = join(inv.root, 'out-enospc-seed');
     mountTmpfs(out, 'size=96m');
     const dir = shimDir('enospc-mcopy', 'mcopy', `echo $$ > "$MARK"\ndd if=/dev/zero of="${out}/fill" bs=1M 2>/dev/null\nexec "$REAL" "$@"`);
-    const child = start(['build', 'pi-cluster-4', '--base', base.path, '--out', out, '--jobs', '1'], dir);
+    const child = start(['build', 'pi-cluster-4', '--base', base.path, '--build-dir', out, '--jobs', '1'], dir);
     const r = await child.exit;
     expect(existsSync(join(dir, 'mcopy.pid'))).toBe(true);
     expect(r.code, child.stderr()).toBe(4);
@@ -271,7 +271,7 @@ describe.skipIf(!isRoot)('reliability: faults', () => {
     mountTmpfs(out, 'size=96m');
     // debugfs is the last program of the bake: after it the disk is full, before hash, rename and record
     const dir = shimDir('enospc-debugfs', 'debugfs', `echo $$ > "$MARK"\n"$REAL" "$@"; rc=$?\ndd if=/dev/zero of="${out}/fill" bs=1M 2>/dev/null\nexit $rc`);
-    const child = start(['build', 'pi-cluster-1', '--base', base.path, '--out', out, '--jobs', '1'], dir);
+    const child = start(['build', 'pi-cluster-1', '--base', base.path, '--build-dir', out, '--jobs', '1'], dir);
     const r = await child.exit;
     expect(existsSync(join(dir, 'debugfs.pid'))).toBe(true);
     expect(r.code, child.stderr()).toBe(4);
@@ -287,10 +287,10 @@ describe.skipIf(!isRoot)('reliability: faults', () => {
     expectBaseUnchanged();
   }, 300_000);
 
-  it('read-only --out for build: exit 4 naming the directory', async () => {
+  it('read-only --build-dir for build: exit 4 naming the directory', async () => {
     const out = join(inv.root, 'out-ro-build');
     mountTmpfs(out, 'size=128m,ro');
-    const r = await cli(['build', 'pi-cluster-4', '--base', base.path, '--out', out], { cwd: inv.root, env });
+    const r = await cli(['build', 'pi-cluster-4', '--base', base.path, '--build-dir', out], { cwd: inv.root, env });
     expect(r.code, r.stderr).toBe(4);
     expect(r.stderr).toContain(out);
     expect(r.stderr).not.toMatch(/^\s+at /m);
@@ -333,10 +333,10 @@ describe.skipIf(!isRoot)('reliability: faults', () => {
       'mcopy',
       'if mkdir "$MARK.first" 2>/dev/null; then\n  echo $$ > "$MARK"\n  while [ ! -e "$MARK.go" ]; do sleep 0.1; done\nfi\nexec "$REAL" "$@"',
     );
-    const a = start(['build', 'pi-cluster-4', '--base', base.path, '--out', out, '--jobs', '1'], dir);
+    const a = start(['build', 'pi-cluster-4', '--base', base.path, '--build-dir', out, '--jobs', '1'], dir);
     await phaseReached(dir, 'mcopy');
     // the second build (another compression: another image file) starts while the first holds the node
-    const b = start(['build', 'pi-cluster-4', '--base', base.path, '--out', out, '--jobs', '1', '--compress', 'zstd'], dir);
+    const b = start(['build', 'pi-cluster-4', '--base', base.path, '--build-dir', out, '--jobs', '1', '--compress', 'zstd'], dir);
     let bDone = false;
     void b.exit.then(() => (bDone = true));
     await waitFor(() => b.stderr().includes('waiting for') || bDone, 'the second build to wait or end');

@@ -80,12 +80,12 @@ describe('reliability: modes of the files the commands write', () => {
 
   it('build: images (raw and compressed) are 0600 in a 0700 directory, and build says where the secrets are', async () => {
     const out = join(inv.root, 'images');
-    const r = await cli(['build', 'pi-cluster-3', '--base', base.path, '--out', out], { cwd: inv.root, env });
+    const r = await cli(['build', 'pi-cluster-3', '--base', base.path, '--build-dir', out], { cwd: inv.root, env });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('secrets inside the images');
     expect(r.stdout).toContain('boot partition /user-data');
     expect(r.stdout).toContain('0600');
-    const z = await cli(['build', 'pi-cluster-4', '--base', base.path, '--out', out, '--compress', 'zstd'], { cwd: inv.root, env });
+    const z = await cli(['build', 'pi-cluster-4', '--base', base.path, '--build-dir', out, '--compress', 'zstd'], { cwd: inv.root, env });
     expect(z.code, z.stderr).toBe(0);
     expect(statSync(out).mode & 0o777).toBe(0o700);
     expect(statSync(join(out, 'pi-cluster-3.img')).mode & 0o777).toBe(0o600);
@@ -97,7 +97,7 @@ describe('reliability: modes of the files the commands write', () => {
   it.skipIf(process.getuid?.() !== 0)('netboot: the TFTP folder is world-readable and holds no secret, the seed in the NFS root is 0600', async () => {
     const out = join(inv.root, 'images');
     if (!existsSync(join(out, 'pi-cluster-3.img'))) {
-      const b = await cli(['build', 'pi-cluster-3', '--base', base.path, '--out', out], { cwd: inv.root, env });
+      const b = await cli(['build', 'pi-cluster-3', '--base', base.path, '--build-dir', out], { cwd: inv.root, env });
       expect(b.code, b.stderr).toBe(0);
     }
     const root = join(inv.root, 'netboot');

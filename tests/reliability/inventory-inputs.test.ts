@@ -393,7 +393,7 @@ export const inventoryCases: InventoryCase[] = [
   {
     name: 'build with an alias bomb in the k3s map',
     edit: (f) => (f[N4] += `k3s:\n  ${BOMB}\n`),
-    argv: ['build', 'pi-cluster-4', '--out', 'out'],
+    argv: ['build', 'pi-cluster-4', '--build-dir', 'out'],
     exit: 2,
     culprit: ['nodes/pi-cluster-4.yaml', 'too many aliases'],
   },
