@@ -3,7 +3,7 @@
  * read by diff, boot-test, flash and rebuild. One schema, one version, one parser (pure); the file
  * is read and written by src/adapters/build-record.ts only.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { InputError } from './errors.js';
 
 /**

@@ -11,7 +11,7 @@
  * the cache sidecar and `images verify` checks against that recording from then on.
  */
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { InputError } from './errors.js';
 
 export const COMPRESSIONS = ['xz', 'zstd', 'gzip', 'none'] as const;

@@ -8,7 +8,7 @@
  * (src/app/secrets.ts generates them; src/adapters/secrets-file.ts does the age encryption).
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { InputError } from './errors.js';
 import type { Secrets } from './model.js';
 

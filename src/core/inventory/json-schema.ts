@@ -1,5 +1,5 @@
 /** JSON Schemas of the inventory files, for editors (yaml-language-server) — written by `npm run schema`. */
-import { z } from 'zod';
+import * as z from 'zod';
 import { clusterFileSchema, nodeFileSchema } from './schema.js';
 
 function toSchema(schema: z.ZodType, title: string, id: string): Record<string, unknown> {

@@ -4,7 +4,7 @@
  * docs/inventory.md documents every field; tests/unit/inventory-docs.test.ts keeps the two in step,
  * and `npm run schema` writes the JSON Schemas in schema/ for editors.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { DNS_NAME_RE, HOSTNAME_RE, isIpv4, isNonUnicastMac, normaliseMac, parseCidr } from './net.js';
 import { checkTimezone, controlMessage } from './text.js';
 

@@ -30,8 +30,15 @@ export function printable(s: string, max = 60): string {
   return escaped.length > max ? `${escaped.slice(0, max - 1)}…` : escaped;
 }
 
+let canonicalZones: Set<string> | undefined;
+
 /** The IANA time zone check: `Europe/Berlin` yes, `Europe/Nowhere` no, `europe/berlin` only with the right case. */
 export function checkTimezone(name: string): { ok: true } | { ok: false; message: string } {
+  // A canonical zone name (ICU's own list, as Intl.DateTimeFormat knows them, all of which pass the
+  // check below) is found without building a date formatter: its locale data costs about as long as
+  // starting Node. Aliases (US/Pacific) and misspellings take the full check.
+  canonicalZones ??= new Set(['UTC', ...Intl.supportedValuesOf('timeZone')]);
+  if (canonicalZones.has(name)) return { ok: true };
   let resolved: string;
   try {
     resolved = new Intl.DateTimeFormat('en', { timeZone: name }).resolvedOptions().timeZone;

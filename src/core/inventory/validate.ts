@@ -5,7 +5,7 @@
  *   3. rules across fields and files (uniqueness, addresses in the subnet, server count, …)
  * then normalisation into the Inventory model (defaults → role → node). Pure: no I/O.
  */
-import type { z } from 'zod';
+import type * as z from 'zod';
 import type { Inventory } from '../model.js';
 import { type Diagnostic, fieldPath, sortDiagnostics } from './diagnostics.js';
 import { buildInventory } from './normalise.js';
