@@ -9,6 +9,44 @@ function mergeTaints(base: readonly Taint[], extra: readonly Taint[]): Taint[] {
   return [...byKey.values()];
 }
 
+const HOSTNAME_CHARS = /^[a-z0-9-]*$/;
+
+const isDigit = (s: string, i: number) => i < s.length && s.charCodeAt(i) >= 48 && s.charCodeAt(i) <= 57;
+
+/**
+ * Hostnames in natural order (`pi-2` before `pi-10`): `a.localeCompare(b, 'en', { numeric: true })`.
+ * For names of a-z, 0-9 and "-" (every valid hostname) it is computed here: "-" < digits < letters,
+ * a run of digits by its value; ICU's collator would cost its data's loading on every start-up.
+ * tests/unit/hostname-order.test.ts checks the two agree.
+ */
+export function compareHostnames(a: string, b: string): number {
+  if (!HOSTNAME_CHARS.test(a) || !HOSTNAME_CHARS.test(b)) return a.localeCompare(b, 'en', { numeric: true });
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    if (isDigit(a, i) && isDigit(b, j)) {
+      let endA = i;
+      while (isDigit(a, endA)) endA++;
+      let endB = j;
+      while (isDigit(b, endB)) endB++;
+      // leading zeros do not count (ICU's numeric collation ignores them)
+      while (i < endA - 1 && a[i] === '0') i++;
+      while (j < endB - 1 && b[j] === '0') j++;
+      const numA = a.slice(i, endA);
+      const numB = b.slice(j, endB);
+      if (numA.length !== numB.length) return numA.length - numB.length;
+      if (numA !== numB) return numA < numB ? -1 : 1;
+      i = endA;
+      j = endB;
+      continue;
+    }
+    if (a[i] !== b[j]) return a.charCodeAt(i) - b.charCodeAt(j);
+    i++;
+    j++;
+  }
+  return a.length - i - (b.length - j);
+}
+
 export function buildInventory(cluster: ParsedCluster, nodes: readonly ParsedNode[], dir: string): Inventory {
   const c = cluster.data;
   const cidr = c.network.cidr ? parseCidr(c.network.cidr) : undefined;
@@ -40,7 +78,7 @@ export function buildInventory(cluster: ParsedCluster, nodes: readonly ParsedNod
     (a, b) =>
       Number(b.role === 'server') - Number(a.role === 'server') ||
       Number(b.clusterInit) - Number(a.clusterInit) ||
-      a.hostname.localeCompare(b.hostname, 'en', { numeric: true }),
+      compareHostnames(a.hostname, b.hostname),
   );
 
   const first = models.find((m) => m.role === 'server');
