@@ -66,9 +66,9 @@ function systemError(error: unknown): PiImageError | undefined {
   const path = e.path === undefined ? '' : ` ${e.path}${e.dest === undefined ? '' : ` → ${e.dest}`}`;
   const hint =
     e.code === 'ENOSPC' || e.code === 'EDQUOT'
-      ? 'free some space there or choose another directory (--out), then run the command again'
+      ? 'free some space there or choose another directory (--build-dir; --out for render and kubeconfig), then run the command again'
       : e.code === 'EROFS' || e.code === 'EACCES' || e.code === 'EPERM'
-        ? 'choose a writable directory (--out / --root) or fix its permissions'
+        ? 'choose a writable directory (--build-dir, --out, --root) or fix its permissions'
         : 'check the path and run the command again';
   return new IoError(`cannot ${e.syscall}${path}: ${what} (${e.code})`, { hint, cause: e });
 }

@@ -35,7 +35,7 @@ export async function readBuildRecord(path: string): Promise<BuildRecord | undef
 export async function writeBuildRecord(path: string, record: BuildRecord): Promise<void> {
   await atomicWriteFile(path, serializeBuildRecord(record), {
     mode: 0o644,
-    hint: 'check that the output directory is writable and the disk is not full (or pass --out DIR)',
+    hint: 'check that the output directory is writable and the disk is not full (or pass --build-dir DIR)',
   });
 }
 
@@ -61,7 +61,7 @@ export interface BuildOutputs {
  * build, or the reverse) are removed afterwards, so no stale image stays beside the record.
  */
 export async function commitBuildOutputs(o: BuildOutputs): Promise<void> {
-  const hint = 'check that the output directory is writable and the disk is not full (or pass --out DIR); the earlier image and record are unchanged';
+  const hint = 'check that the output directory is writable and the disk is not full (or pass --build-dir DIR); the earlier image and record are unchanged';
   const fail = (what: string, cause: unknown): IoError =>
     new IoError(`cannot write build record ${o.recordPath}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}${what}`, { hint, cause });
   const recordTmp = atomicTempPath(o.recordPath);

@@ -43,7 +43,7 @@ export async function ensureFreeSpace(dir: string, needed: number, what: string)
   if (free < needed) {
     throw new EnvironmentError(
       `not enough free space in ${dir} for ${what}: need ${formatBytes(needed)}, ${formatBytes(free)} available`,
-      { hint: `free some space there, or choose another location (e.g. set PI_IMAGE_CACHE or --out)` },
+      { hint: `free some space there, or choose another location (e.g. set PI_IMAGE_CACHE or --build-dir)` },
     );
   }
 }
@@ -177,7 +177,7 @@ export async function writeTempFile(dest: string, contents: string, mode: number
     forget();
     await rm(tmp, { force: true }).catch(() => undefined);
     throw new IoError(`cannot write ${dest}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, {
-      hint: 'check that the output directory is writable and the disk is not full (or pass --out DIR); the previous image and record were kept',
+      hint: 'check that the output directory is writable and the disk is not full (or pass --build-dir DIR); the previous image and record were kept',
       cause,
     });
   }

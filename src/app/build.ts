@@ -372,7 +372,7 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
     }
   } catch (cause) {
     throw new IoError(`cannot create output directory ${opts.outDir}: ${(cause as NodeJS.ErrnoException).code}`, {
-      hint: 'pass --out DIR pointing at a writable directory',
+      hint: 'pass --build-dir DIR pointing at a writable directory',
       cause,
     });
   }
@@ -396,7 +396,7 @@ async function lockNode(opts: BuildOptions, node: string): Promise<HeldLock> {
     waitMs: 60 * 60_000,
     onWait: (owner) =>
       opts.onNote?.(`waiting for ${path}: ${owner ? `process ${owner.pid} is ${owner.what} (since ${owner.since})` : 'another build holds it'}`),
-    hint: `another pi-image build of ${node} into ${opts.outDir} is running; wait for it, or build into another --out`,
+    hint: `another pi-image build of ${node} into ${opts.outDir} is running; wait for it, or build into another --build-dir`,
   });
   if (lock.tookOverFrom) opts.onNote?.(`took over ${path}, left by an interrupted build (process ${lock.tookOverFrom.pid} no longer runs)`);
   return lock;

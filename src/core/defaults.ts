@@ -7,7 +7,7 @@
 export const DEFAULT_INVENTORY_DIR = 'nodes';
 /** render --out */
 export const DEFAULT_RENDER_DIR = 'build';
-/** build --out, and --build-dir of diff, boot-test, flash, netboot and rebuild */
+/** --build-dir of build, diff, boot-test, flash, netboot and rebuild (build's old --out is a hidden alias) */
 export const DEFAULT_BUILD_DIR = 'build/images';
 /** where evidence folders go: diff --evidence without a DIR, rebuild --evidence-dir */
 export const DEFAULT_EVIDENCE_DIR = 'docs/governance/reviews';
