@@ -10,14 +10,17 @@
  *   (c') pi-image build <one node> --base PATH              the same file as a path: hashed as well
  *   (d) pi-image build --all --jobs 2  (4-node sample inventory)
  *
- * and the targets of the issue: (c) ≤ 1.3 × (a); (d) ≤ 10 s on a 2-core machine (PASS/MISS is
- * information: the bench always exits 0 once it has measured).
+ * and the targets: (c) ≤ 1.5 × (b), the rootless floor; (d) ≤ 1.5 × (c); and the first ones,
+ * (c) ≤ 1.3 × (a) and (d) ≤ 10 s on a 2-core machine (PASS/MISS is information: the bench always
+ * exits 0 once it has measured).
  *
  * The base (≈2.7 GiB: 8 MiB gap, 512 MiB FAT `bootfs`, ≈2.2 GiB ext4 `rootfs` holding ≈1.9 GiB of
  * incompressible files of mixed sizes, made with `mkfs.ext4 -d` from a staging dir) and the air-gap
  * payload (a 70 MiB stand-in for k3s-arm64) are cached under /var/tmp/pi-image-bench keyed by a
  * hash of the recipe (the base imported into an image cache with `pi-image images import`, under
- * the inventory's image name), so reruns skip the ≈30 s it takes to make them. Per-run copies are
+ * the inventory's image name, with PI_IMAGE_CATALOGUE naming a bench catalogue whose entry for
+ * that name carries the synthetic base's sha256 and size: a catalogue name keeps its sha256 check),
+ * so reruns skip the ≈30 s it takes to make them. Per-run copies are
  * made next to the base (same filesystem, as a real build next to its cache) and removed.
  *
  *   npm run bench:bake                  # builds dist/ first (npm run build)
@@ -31,6 +34,7 @@ import process from 'node:process';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
+  createReadStream,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -223,19 +227,60 @@ function floorBake(base, copy, layout, seed, rootfs, payload, stage) {
   sh('debugfs', ['-w', '-f', join(stage, 'floor.debugfs'), `${copy}?offset=${layout.root}`]);
 }
 
-/** The base in an image cache under the inventory's image name (made and imported once). */
-function cachedBase(imageName) {
+/** sha256 (hex) of a file, streamed. */
+async function sha256Of(path) {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 * MiB })) h.update(chunk);
+  return h.digest('hex');
+}
+
+/**
+ * A base-image catalogue (the directory PI_IMAGE_CATALOGUE names, docs/environment.md) whose entry
+ * for the inventory's image name is the synthetic base: `images import` keeps a catalogue name's
+ * sha256 check, so the bench states the base's own sha256 and size instead of the real Pi OS
+ * release's (which the synthetic base is not). Written beside the image cache.
+ */
+function benchCatalogue(imageCache, imageName, raw) {
+  const dir = join(imageCache, 'catalogue');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, `${imageName}.yaml`),
+    [
+      `# the bench's synthetic base (bench/bake.mjs, recipe ${KEY}) under the inventory's image name`,
+      `name: ${imageName}`,
+      `description: pi-image bake bench synthetic base (recipe ${KEY}), not Raspberry Pi OS`,
+      'arch: arm64',
+      // never downloaded: the base is imported from the file the bench made
+      `url: https://bench.invalid/${imageName}.img`,
+      'compression: none',
+      `sha256: ${raw.sha256}`,
+      `size: ${raw.size}`,
+      'image:',
+      `  sha256: ${raw.sha256}`,
+      `  size: ${raw.size}`,
+      'cloudInit: true',
+      '',
+    ].join('\n'),
+  );
+  return dir;
+}
+
+/** The base in an image cache under the inventory's image name (made and imported once), and the bench's catalogue naming it. */
+async function cachedBase(imageName) {
   const imageCache = join(CACHE, `image-cache-${KEY}`);
   const img = join(imageCache, 'images', `${imageName}.img`);
-  if (!existsSync(img) || !existsSync(join(imageCache, 'images', `${imageName}.json`))) {
+  const catalogue = join(imageCache, 'catalogue');
+  if (!existsSync(img) || !existsSync(join(imageCache, 'images', `${imageName}.json`)) || !existsSync(join(catalogue, `${imageName}.yaml`))) {
     const raw = join(CACHE, `base-${KEY}.img`);
     if (!existsSync(raw)) makeBase(raw);
+    process.stderr.write(`bench: sha256 of the base, for the bench catalogue …\n`);
+    benchCatalogue(imageCache, imageName, { sha256: await sha256Of(raw), size: statSync(raw).size });
     process.stderr.write(`bench: pi-image images import … --name ${imageName}\n`);
-    sh(process.execPath, [CLI, 'images', 'import', raw, '--name', imageName], { env: { ...process.env, PI_IMAGE_CACHE: imageCache } });
+    sh(process.execPath, [CLI, 'images', 'import', raw, '--name', imageName], { env: { ...process.env, PI_IMAGE_CACHE: imageCache, PI_IMAGE_CATALOGUE: catalogue } });
     rmSync(raw, { force: true });
     writeFileSync(join(imageCache, 'recipe.json'), `${JSON.stringify({ key: KEY, ...RECIPE }, null, 2)}\n`);
   }
-  return { imageCache, img };
+  return { imageCache, img, catalogue };
 }
 
 /** Wall seconds to write 1 GiB with dd and fdatasync: what the disk under the outputs sustains. */
@@ -253,7 +298,7 @@ async function main() {
   mkdirSync(CACHE, { recursive: true });
   const imageName = /^image:\s*(\S+)/m.exec(readFileSync(join(REPO_ROOT, 'nodes', 'cluster.yaml'), 'utf8'))?.[1];
   if (imageName === undefined) throw new Error('nodes/cluster.yaml has no "image:" line');
-  const { imageCache, img: base } = cachedBase(imageName);
+  const { imageCache, img: base, catalogue } = await cachedBase(imageName);
   const airgap = join(CACHE, `airgap-${KEY}`);
   makeAirgap(airgap);
   const layout = { boot: RECIPE.gapMiB * MiB, root: (RECIPE.gapMiB + RECIPE.bootMiB) * MiB };
@@ -263,7 +308,7 @@ async function main() {
   const root = mkdtempSync(join(CACHE, `run-${process.pid}-`));
   try {
     const invDir = sampleInventory(root, airgap);
-    const env = { ...process.env, XDG_CONFIG_HOME: join(root, 'config'), PI_IMAGE_CACHE: imageCache };
+    const env = { ...process.env, XDG_CONFIG_HOME: join(root, 'config'), PI_IMAGE_CACHE: imageCache, PI_IMAGE_CATALOGUE: catalogue };
     delete env.PI_IMAGE_AGE_KEY;
     delete env.PI_IMAGE_AGE_KEY_FILE;
     delete env.SOURCE_DATE_EPOCH;
@@ -369,6 +414,10 @@ async function main() {
       )}\n\n`,
     );
     process.stdout.write(`load average (1 min) before / after: ${load.map((l) => l.toFixed(1)).join(' / ')} on ${availableCores()} core(s)\n`);
+    const oneVsFloor = m.one / m.floor;
+    const allVsOne = m.all / m.one;
+    process.stdout.write(`target: one node ≤ 1.5× the rootless floor (b)  ${oneVsFloor.toFixed(2)}×  ${verdict(oneVsFloor <= 1.5)}\n`);
+    process.stdout.write(`target: --all (4 nodes, -j2) ≤ 1.5× one node   ${allVsOne.toFixed(2)}×  ${verdict(allVsOne <= 1.5)}\n`);
     process.stdout.write(`target: one node ≤ 1.3× the sparse copy   ${ratioOne.toFixed(2)}×  ${verdict(ratioOne <= 1.3)}\n`);
     process.stdout.write(`target: --all for 4 nodes ≤ 10 s (2 cores)  ${m.all.toFixed(1)} s  ${verdict(m.all <= 10)}\n\n`);
     printResult({
@@ -381,8 +430,17 @@ async function main() {
       diskWriteMiBps: round(1024 / dd, 1),
       loadavg: load.map((l) => round(l, 2)),
       ...(COMPARE ? { compare: String(COMPARE) } : {}),
-      ratios: { oneVsCopy: round(ratioOne, 3), oneVsFloor: round(m.one / m.floor, 3), floorVsCopy: round(m.floor / m.copy, 3), allVsCopy: round(m.all / m.copy, 3) },
-      targets: { oneVsCopyMax: 1.3, oneVsCopy: verdict(ratioOne <= 1.3), allSecondsMax: 10, all: verdict(m.all <= 10) },
+      ratios: { oneVsCopy: round(ratioOne, 3), oneVsFloor: round(oneVsFloor, 3), floorVsCopy: round(m.floor / m.copy, 3), allVsCopy: round(m.all / m.copy, 3), allVsOne: round(allVsOne, 3) },
+      targets: {
+        oneVsFloorMax: 1.5,
+        oneVsFloor: verdict(oneVsFloor <= 1.5),
+        allVsOneMax: 1.5,
+        allVsOne: verdict(allVsOne <= 1.5),
+        oneVsCopyMax: 1.3,
+        oneVsCopy: verdict(ratioOne <= 1.3),
+        allSecondsMax: 10,
+        all: verdict(m.all <= 10),
+      },
     });
   } finally {
     rmSync(root, { recursive: true, force: true });
