@@ -2,10 +2,10 @@
  * Block devices as the host sees them: `lsblk --json` (classified by src/core/devices.ts), which
  * device a file lives on (/sys/dev/block/MAJ:MIN), and `blockdev` ioctls.
  */
-import { readlink, realpath, stat } from 'node:fs/promises';
+import { readlink, realpath, stat, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { classifyDevice, parseLsblk, type BlockDevice, type DeviceVerdict } from '../core/devices.js';
-import { InputError, IoError } from '../core/errors.js';
+import { EnvironmentError, InputError, IoError } from '../core/errors.js';
 import { run } from './process.js';
 
 export const LSBLK_COLUMNS = 'NAME,PATH,SIZE,TYPE,TRAN,RM,HOTPLUG,RO,MOUNTPOINTS,FSTYPE,LABEL,MODEL,VENDOR,SERIAL,PKNAME';
@@ -90,5 +90,44 @@ export async function rereadPartitionTable(device: string): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** What powerOffDrive runs and writes (replaced in tests). */
+export interface PowerOffDeps {
+  run(cmd: string, args: string[]): Promise<unknown>;
+  writeFile(path: string, data: string): Promise<void>;
+}
+
+const powerOffDeps: PowerOffDeps = {
+  run: (cmd, args) => run(cmd, args, { what: `powering off ${args.at(-1) ?? 'the drive'}` }),
+  writeFile: (path, data) => writeFile(path, data),
+};
+
+/**
+ * Ejects the drive holding `device` (a whole disk, written and synced): `udisksctl power-off -b`
+ * when udisks is there (it flushes, removes the device and cuts the USB port's power, as a desktop's
+ * "safely remove"), else the kernel's own removal, `echo 1 > /sys/block/<name>/device/delete`
+ * (SCSI disks: USB card readers and sticks; the sd driver flushes the drive's cache first). A
+ * built-in SD slot (mmcblk) has neither without udisks: IoError, the card can simply be pulled.
+ */
+export async function powerOffDrive(device: string, deps: PowerOffDeps = powerOffDeps): Promise<{ method: 'udisksctl power-off' | 'sysfs delete' }> {
+  let udisks: string;
+  try {
+    await deps.run('udisksctl', ['power-off', '--no-user-interaction', '-b', device]);
+    return { method: 'udisksctl power-off' };
+  } catch (err) {
+    udisks = err instanceof EnvironmentError ? 'udisksctl is not installed' : `udisksctl power-off failed (${((err as Error).message.split('\n')[0] ?? '').trim()})`;
+  }
+  const deleteFile = `/sys/block/${basename(device)}/device/delete`;
+  try {
+    await deps.writeFile(deleteFile, '1\n');
+    return { method: 'sysfs delete' };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new IoError(
+      `cannot eject ${device}: ${udisks}, and ${code === 'ENOENT' ? `${deleteFile} does not exist (not a SCSI/USB drive: a built-in SD slot has none)` : `writing ${deleteFile} failed: ${(err as Error).message}`}`,
+      { hint: 'the card is written and synced: it can be removed now', cause: err },
+    );
   }
 }

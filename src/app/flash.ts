@@ -10,7 +10,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { devicesHoldingFile, inspectTarget, listBlockDevices, rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
+import { devicesHoldingFile, inspectTarget, listBlockDevices, powerOffDrive, rereadPartitionTable, resolveBlockDevice } from '../adapters/blockdev.js';
 import { readBuildRecord, recordPath as buildRecordPath, recordPathForImage } from '../adapters/build-record.js';
 import { type FlashOptions as WriteOptions, type FlashProgress, type FlashResult, flashImage, imageCompression, uncompressedSize } from '../adapters/flash.js';
 import { readAt } from '../adapters/partitions.js';
@@ -20,7 +20,8 @@ import { noteOnInterrupt } from '../adapters/terminal.js';
 import type { BuildRecord as FlashRecord } from '../core/build-record.js';
 import { type FlashCandidate, flashCandidates } from '../core/device-list.js';
 import type { BlockDevice, DeviceVerdict } from '../core/devices.js';
-import { InputError, IoError } from '../core/errors.js';
+import { ejectDecision } from '../core/eject.js';
+import { InputError, IoError, PiImageError } from '../core/errors.js';
 
 export type { FlashProgress, FlashRecord, FlashResult };
 
@@ -37,6 +38,8 @@ export interface FlashPorts {
     list(): Promise<BlockDevice[]>;
     /** kernel names of the device a file is stored on */
     holding(file: string): Promise<string[]>;
+    /** powers the drive off (flash --eject): how it was done; IoError when it cannot be */
+    eject?(device: string): Promise<{ method: string }>;
   };
   images: {
     /** size of a regular file; undefined when it does not exist; InputError when it is no regular file */
@@ -60,6 +63,7 @@ export function defaultFlashPorts(): FlashPorts {
       rereadPartitionTable,
       list: listBlockDevices,
       holding: devicesHoldingFile,
+      eject: powerOffDrive,
     },
     images: {
       size: async (path) => {
@@ -143,6 +147,15 @@ export interface FlashOptions {
   prompt: ((question: string) => Promise<string>) | undefined;
   log: (line: string) => void;
   onProgress?: (p: FlashProgress) => void;
+  /** power the card off once written (and verified, unless --no-verify), as rpi-imager ejects it */
+  eject?: boolean;
+}
+
+/** What `--eject` did: powered off (how), or why not. */
+export interface EjectOutcome {
+  ejected: boolean;
+  method?: string;
+  note?: string;
 }
 
 export interface FlashOutcome {
@@ -154,6 +167,8 @@ export interface FlashOutcome {
   bmap?: string;
   verdict: DeviceVerdict;
   result: FlashResult;
+  /** --eject: what was done; undefined without it */
+  eject?: EjectOutcome;
 }
 
 const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -242,7 +257,41 @@ export async function runFlash(opts: FlashOptions, ports: FlashPorts = defaultFl
     forget();
   }
   await ports.blockDevices.rereadPartitionTable(verdict.device);
-  return { image, ...(opts.record === undefined ? { recordPath } : {}), ...(record === undefined ? {} : { record }), ...(mapped === undefined ? {} : { bmap: mapped.path }), verdict, result };
+  const eject = opts.eject === true ? await ejectCard(verdict, result, ports, opts.log) : undefined;
+  return {
+    image,
+    ...(opts.record === undefined ? { recordPath } : {}),
+    ...(record === undefined ? {} : { record }),
+    ...(mapped === undefined ? {} : { bmap: mapped.path }),
+    verdict,
+    result,
+    ...(eject === undefined ? {} : { eject }),
+  };
+}
+
+/**
+ * --eject once the card is written: the decision is core/eject.ts's (not after a failed read-back,
+ * nothing for a loop device), the power-off the adapter's. A drive that cannot be powered off is a
+ * warning, not a failure: the card is written, synced and (unless --no-verify) verified.
+ */
+async function ejectCard(verdict: DeviceVerdict, result: FlashResult, ports: FlashPorts, log: (line: string) => void): Promise<EjectOutcome> {
+  const decision = ejectDecision({ device: verdict.device, deviceType: verdict.type, verify: result.verify.result });
+  if (!decision.eject) {
+    log(`note: ${decision.note}`);
+    return { ejected: false, note: decision.note };
+  }
+  const eject = ports.blockDevices.eject;
+  if (eject === undefined) return { ejected: false, note: 'ejecting is not available here' };
+  try {
+    const { method } = await eject(verdict.device);
+    log(`ejected ${verdict.device} (${method}): the card can be removed`);
+    return { ejected: true, method };
+  } catch (err) {
+    const e = err as Error;
+    log(`warning: ${e.message}`);
+    if (err instanceof PiImageError && err.hint !== undefined) log(`hint: ${err.hint}`);
+    return { ejected: false, note: e.message };
+  }
 }
 
 /**

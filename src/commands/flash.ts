@@ -18,6 +18,7 @@ interface FlashArgs extends GlobalArgs {
   verify: boolean;
   'build-dir': string;
   'allow-loop': boolean;
+  eject: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -32,6 +33,11 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
       .option('device', { type: 'string', describe: 'target device, e.g. /dev/sdb or /dev/mmcblk0 (the whole disk); without it, flash lists the removable drives' })
       .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'do not ask to confirm by typing the device name' })
       .option('verify', { type: 'boolean', default: true, describe: 'read the card back and compare (--no-verify skips it)' })
+      .option('eject', {
+        type: 'boolean',
+        default: false,
+        describe: 'power the card off once it is written and verified, so it can be pulled out (udisksctl power-off, else the kernel removes the USB/SD reader\'s disk); not after a failed read-back',
+      })
       .option('build-dir', buildDirOption())
       .option('allow-loop', allowLoopOption())
       .check((a) => {
@@ -41,6 +47,7 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
       })
       .example('$0 flash', 'list the SD cards and USB drives that could be written')
       .example('$0 flash pi-cluster-2 --device /dev/sdb', 'write build/images/pi-cluster-2.img to /dev/sdb after confirmation')
+      .example('$0 flash pi-cluster-3 --device /dev/sdb --eject', 'write, verify, then power the card reader off: the card can be pulled out')
       .example('$0 flash --image my.img --device /dev/mmcblk0 --yes -o json', 'no prompt, machine-readable report'),
   handler: async (argv) => {
     const out = argv.ctx.io;
@@ -71,6 +78,7 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
         prompt: out.prompt,
         log: (line) => out.err(`${line}\n`),
         onProgress: phases.update,
+        eject: argv.eject,
       });
     } finally {
       progress.stop();
@@ -91,6 +99,8 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
         verifySeconds: round(result.verifyMs / 1000),
         warnings: verdict.warnings,
         verify: result.verify,
+        /** --eject: {ejected, method} or {ejected: false, note}; null without --eject */
+        eject: o.eject ?? null,
       });
     } else {
       out.out(`flashed ${o.image} → ${verdict.description}\n`);
@@ -106,6 +116,7 @@ export const flashCommand: CommandModule<GlobalArgs, FlashArgs> = {
         if (v.firstBadOffset !== undefined) out.out(`    first difference at byte ${v.firstBadOffset}\n`);
         for (const f of v.files) out.out(`    ${f.ok ? 'ok  ' : 'FAIL'} ${f.target}:${f.path}${f.problem === undefined ? '' : ` — ${f.problem}`}\n`);
       }
+      if (o.eject !== undefined) out.out(`  eject: ${o.eject.ejected ? `powered off (${o.eject.method ?? '?'}), the card can be removed` : `not done — ${o.eject.note ?? '?'}`}\n`);
     }
     const failed = flashFailure(o);
     if (failed) throw failed;

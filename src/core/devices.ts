@@ -49,6 +49,8 @@ export interface DeviceVerdict {
   refusals: string[];
   /** the whole disk to use instead, when a partition was given */
   suggestion?: string;
+  /** lsblk's TYPE of the device (disk, loop, part …), when lsblk knows it */
+  type?: string;
 }
 
 export interface ClassifyInput {
@@ -314,5 +316,6 @@ export function classifyDevice(input: ClassifyInput): DeviceVerdict {
     warnings,
     refusals,
     ...(suggestion === undefined ? {} : { suggestion }),
+    type: d.type,
   };
 }
