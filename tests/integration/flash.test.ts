@@ -4,7 +4,7 @@
  * Needs root (losetup), util-linux, coreutils dd, mtools, e2fsprogs, fdisk, dosfstools.
  */
 import { closeSync, constants, openSync } from 'node:fs';
-import { mkdtemp, open, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -303,6 +303,16 @@ describe.skipIf(!canUseLoop)('pi-image flash on a loop device', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/build\/images\/pi-cluster-9\.img does not exist/);
     expect(r.stderr).toMatch(/pi-image build pi-cluster-9/);
+  });
+
+  it('--eject on a loop device: nothing to power off, a note, the flash still succeeds (-o json eject field)', async () => {
+    const r = await cli(['flash', NODE, '--device', loop!, '--yes', '--allow-loop', '--eject', '-o', 'json'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`note: not ejecting ${loop}: a loop device`);
+    const report = JSON.parse(r.stdout) as { verify: { result: string }; eject: { ejected: boolean; note: string } };
+    expect(report.verify.result).toBe('ok');
+    expect(report.eject).toMatchObject({ ejected: false, note: expect.stringMatching(/no drive to power off/) });
+    expect((await stat(loop!)).isBlockDevice()).toBe(true); // still there
   });
 
   it('writes the card with O_DIRECT from page-aligned memory (pieces off the 4096-byte grid through the page cache) and reads spans back with O_DIRECT', async () => {
