@@ -20,7 +20,8 @@
  *   node scripts/bundle-cli.mjs          # part of `npm run build`
  */
 import { build } from 'esbuild';
-import { chmodSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -61,10 +62,12 @@ const lazyStringWidth = {
 
 /**
  * yargs finds its translations (`Commands:` → `Kommandos:` for LANG=de_DE…) three folders above its
- * own file. Inside the bundle that file is dist/cli.js, so the folder is looked up where yargs is
- * installed instead: the same node_modules/yargs/locales/ the unbundled yargs reads.
+ * own file. Inside the bundle that file is dist/cli.js: the build copies the installed yargs'
+ * locales/ to dist/yargs-locales/ and the bundle reads them there (looking yargs up in node_modules
+ * at run time would cost a module resolution on every start).
  */
 const YARGS_LOCALES_FROM = "resolve(__dirname, '../../../locales')";
+const YARGS_LOCALES_DIR = 'yargs-locales';
 const yargsLocales = {
   name: 'yargs-locales',
   setup(b) {
@@ -73,12 +76,14 @@ const yargsLocales = {
       if (!source.includes(YARGS_LOCALES_FROM)) {
         return { errors: [{ text: `${args.path} no longer contains ${YARGS_LOCALES_FROM}: check how this yargs finds its locales/ and update scripts/bundle-cli.mjs` }] };
       }
-      return { loader: 'js', contents: source.replace(YARGS_LOCALES_FROM, "resolve(require.resolve('yargs/package.json'), '../locales')") };
+      return { loader: 'js', contents: source.replace(YARGS_LOCALES_FROM, `resolve(__dirname, '../${YARGS_LOCALES_DIR}')`) };
     });
   },
 };
 
 rmSync(join(DIST, 'chunks'), { recursive: true, force: true });
+rmSync(join(DIST, YARGS_LOCALES_DIR), { recursive: true, force: true });
+cpSync(join(dirname(createRequire(import.meta.url).resolve('yargs/package.json')), 'locales'), join(DIST, YARGS_LOCALES_DIR), { recursive: true });
 await build({
   absWorkingDir: ROOT,
   entryPoints: { cli: 'src/cli.ts' },
@@ -92,8 +97,18 @@ await build({
   external,
   plugins: [lazyStringWidth, yargsLocales],
   sourcemap: true,
-  // CommonJS inside the bundle (yaml) calls require() for Node's built-ins
-  banner: { js: "import { createRequire as __piImageRequire } from 'node:module';\nconst require = __piImageRequire(import.meta.url);" },
+  // CommonJS inside the bundle (yaml) calls require() for Node's built-ins; made on first use
+  banner: {
+    js: [
+      "import { createRequire as __piImageCreateRequire } from 'node:module';",
+      'let __piImageRequire;',
+      'const require = (id) => (__piImageRequire ??= __piImageCreateRequire(import.meta.url))(id);',
+    ].join('\n'),
+  },
   logLevel: 'warning',
 });
+// the yargs code (and with it the path to its locales) must sit in dist/cli.js, next to yargs-locales/
+if (!readFileSync(join(DIST, 'cli.js'), 'utf8').includes(`"../${YARGS_LOCALES_DIR}"`)) {
+  throw new Error(`bundle-cli: yargs is no longer bundled into dist/cli.js; its path to ${YARGS_LOCALES_DIR}/ would be wrong`);
+}
 chmodSync(join(DIST, 'cli.js'), 0o755);
