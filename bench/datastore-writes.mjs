@@ -457,7 +457,7 @@ async function main() {
           row('per year', (r) => `${(r.perYearBytes / 1e12).toFixed(2)} TB`),
           row('flushes per day', (r) => r.flushesPerDay),
           row(`years to ${CARD_GB} GB × ${PE_CYCLES} P/E at WA 1`, (r) => r.cardYearsAtWA1),
-          row('data dir at the end', (r) => fmtMiB(r.dataDirBytes)),
+          row('data dir at the end (apparent size)', (r) => fmtMiB(r.dataDirBytes)),
         ],
       ),
     );
