@@ -4,10 +4,12 @@
 #
 #   scripts/cloud-init-schema.sh [--type cloud-config|network-config] FILE...
 #   scripts/cloud-init-schema.sh --version
+#   PI_IMAGE_CLOUD_INIT_SUITE=sid scripts/cloud-init-schema.sh --print-dir   # another suite's cloud-init, unpacked
 #
 # On first use it downloads trixie's cloud-init .deb with apt-get (a private sources list, lists and
 # cache, so the host's apt state is untouched) and unpacks it with dpkg-deb under
-# ${PI_IMAGE_TOOLS:-/var/cache/pi-image-tools}/cloud-init-trixie; later runs reuse it.
+# ${PI_IMAGE_TOOLS:-/var/cache/pi-image-tools}/cloud-init-<suite> (its control fields in .control);
+# later runs reuse it. --print-dir sets it up and prints that directory.
 # Its Python dependencies come from the host (bookworm): python3-yaml python3-jsonschema
 # python3-jinja2 python3-configobj python3-requests python3-jsonpatch python3-oauthlib
 # python3-netifaces (all in scripts/apt-packages.txt).
@@ -15,9 +17,9 @@
 set -euo pipefail
 
 readonly TOOLS="${PI_IMAGE_TOOLS:-/var/cache/pi-image-tools}"
-readonly DEST="$TOOLS/cloud-init-trixie"
 readonly MIRROR="${PI_IMAGE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 readonly SUITE="${PI_IMAGE_CLOUD_INIT_SUITE:-trixie}"
+readonly DEST="$TOOLS/cloud-init-$SUITE"
 # Debian's interpreter, where the apt-installed dependencies live (not a pyenv/venv python3 on PATH)
 readonly PYTHON="${PI_IMAGE_PYTHON:-/usr/bin/python3}"
 
@@ -59,6 +61,7 @@ setup() {
   for deb in "$tmp"/deb/cloud-init_*.deb; do
     dpkg-deb -x "$deb" "$DEST.new"
     basename "$deb" >"$DEST.new/.deb-name"
+    dpkg-deb -f "$deb" >"$DEST.new/.control"
   done
   [ -d "$DEST.new/usr/lib/python3/dist-packages/cloudinit" ] ||
     die_env "the downloaded cloud-init package has no Python module" "remove $DEST* and retry"
@@ -74,6 +77,11 @@ run_cloud_init() {
 
 main() {
   local type=cloud-config
+  if [ "${1:-}" = "--print-dir" ]; then
+    setup
+    echo "$DEST"
+    return 0
+  fi
   if [ "${1:-}" = "--version" ]; then
     setup
     run_cloud_init --version
