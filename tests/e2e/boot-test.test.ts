@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vmExec } from '../../src/adapters/qemu.js';
 import { cli } from '../helpers/run-cli.js';
+import { expectServerProvisioned, keptVm } from './fixtures/provisioned.js';
 import { baseKernel, bootableInventory, type BootableInventory, testBase } from './fixtures/setup.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -53,26 +54,13 @@ describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
 
   it('the server provisions itself past the rename service, finds its images and manifests on its data disk, and joins', async () => {
     const r = await bootTest('pi-cluster-1', key, '25m', ['--keep']);
-    const kept = /ssh -p (\d+) \S+ \(kill (\d+) to stop\)/.exec(r.stdout);
+    const kept = keptVm(r.stdout);
     try {
-      expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(/^PASS: pi-cluster-1 — SSH after \d+ s, provisioned \(cloud-init done\) after \d+ s/m);
-      for (const check of ['ssh-login', 'hostname', 'admin-user', 'password-login', 'cloud-init', 'kernel-cmdline', 'k3s-config', 'token-file', 'agent-token-file', 'node-password', 'join-unit', 'install-path', 'first-boot', 'data-disk', 'airgap-images', 'manifests', 'k3s-service']) {
-        expect(r.stdout).toMatch(new RegExp(`^ok\\s+pi-cluster-1\\s+${check}\\s`, 'm'));
-      }
-      expect(r.stdout).toMatch(/join-unit\s+enabled and ran: phase joined/);
-      expect(r.stdout).toMatch(/install-path\s+air-gapped/);
-      // userconf-pi's userconfig.service (enabled in the base, as pi-gen leaves it) was disabled by the bake
-      expect(r.stdout).toMatch(/first-boot\s+multi-user.target reached; userconfig.service disabled/);
-      expect(r.stdout).toMatch(/data-disk\s+mounted at \/var\/lib\/rancher/);
-      expect(r.stdout).toMatch(/airgap-images\s+k3s-airgap-images-arm64.tar.zst in \/var\/lib\/rancher\/k3s\/agent\/images/);
-      expect(r.stdout).toMatch(/manifests\s+\d+ manifest\(s\) in \/var\/lib\/rancher\/k3s\/server\/manifests/);
-      // the unit install.sh names for a server, Type=notify, and what the k3s stand-in itself found
-      expect(r.stdout).toMatch(/k3s-service\s+k3s.service enabled and active \(Type=notify\); last log: k3s stand-in: server running .*data-dir \/var\/lib\/rancher\/k3s, air-gap images: k3s-airgap-images-arm64.tar.zst; manifests: \S+\.yaml/);
+      expectServerProvisioned(r);
 
       // the k3s stand-in on the node refuses a server-only key as an agent, as k3s agent does
-      expect(kept, r.stdout).not.toBeNull();
-      const vm = { sshPort: Number(kept![1]) };
+      expect(kept, r.stdout).toBeDefined();
+      const vm = { sshPort: kept!.sshPort };
       const wrongRole = await vmExec(
         vm,
         "printf 'server: https://10.0.0.11:6443\\ntoken-file: /etc/rancher/k3s/pi-image-token\\ndisable:\\n  - traefik\\n' >/tmp/wrong-role.yaml && sudo -n env K3S_CONFIG_FILE=/tmp/wrong-role.yaml K3S_STANDIN_ONESHOT=1 K3S_STANDIN_REPORT=/tmp/report /usr/local/bin/k3s agent",
@@ -84,7 +72,7 @@ describe.skipIf(!isRoot)('e2e: pi-image build + boot-test under QEMU', () => {
     } finally {
       if (kept) {
         try {
-          process.kill(Number(kept[2]));
+          process.kill(kept.pid);
         } catch {
           /* already gone */
         }
