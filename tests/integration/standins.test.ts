@@ -167,3 +167,38 @@ describe('install.sh stand-in', () => {
     expect(dl.out).toContain('downloading k3s is not possible here');
   });
 });
+
+describe('raspi-config stand-in (the raspberry-pi-os distro variant of the test base)', () => {
+  const standin = join(import.meta.dirname, '..', 'e2e', 'fixtures', 'raspi-config-standin.sh');
+  const raspiConfig = (args: string[], env: Record<string, string> = {}) => {
+    const log = join(work, `raspi-config-${n++}.log`);
+    const r = spawnSync('sh', [standin, ...args], { env: { PATH: process.env.PATH, RASPI_CONFIG_STANDIN_LOG: log, ...env }, encoding: 'utf8' });
+    return { code: r.status, out: `${r.stdout}${r.stderr}`, log: existsSync(log) ? readFileSync(log, 'utf8') : '' };
+  };
+
+  it('passes shellcheck (with the rename-user stand-in)', () => {
+    const r = spawnSync('shellcheck', [standin, join(import.meta.dirname, '..', 'e2e', 'fixtures', 'rename-user-standin.sh')], { encoding: 'utf8' });
+    expect(r.status, r.stdout).toBe(0);
+  });
+
+  it('refuses a name that is no raspi-config function as dash does (127, "not found"), and records the call', () => {
+    const r = raspiConfig(['nonint', 'do_make_coffee', 'now'], { SUDO_USER: 'pi-admin' });
+    expect(r.code).toBe(127);
+    expect(r.out).toContain('do_make_coffee: not found');
+    expect(r.log).toBe('raspi-config nonint do_make_coffee now (SUDO_USER=pi-admin)\n');
+  });
+
+  it('refuses a real function it does not model, and the menu', () => {
+    const spi = raspiConfig(['nonint', 'do_spi', '0']);
+    expect(spi.code).toBe(1);
+    expect(spi.out).toContain("'do_spi' is a raspi-config function this stand-in does not model");
+    expect(raspiConfig([]).code).toBe(1);
+  });
+
+  it('models what the distro and rename-user ask: is_pifive is false off a Pi 5, update_squeekboard does nothing on Lite', () => {
+    expect(raspiConfig(['nonint', 'is_pifive']).code).toBe(1);
+    const sq = raspiConfig(['nonint', 'update_squeekboard', 'restart']);
+    expect(sq.code).toBe(0);
+    expect(sq.log).toBe('raspi-config nonint update_squeekboard restart\n');
+  });
+});
