@@ -30,7 +30,11 @@
  *   sudo node bench/datastore-writes.mjs --minutes 10 --dir /var/tmp/pi-image-bench [--keep]
  *        [--card-gb 32 --pe 3000]                 # the card the endurance line is computed for
  *
- * Needs root (losetup, mount), etcd-server, strace, e2fsprogs, util-linux, python3.
+ * Needs root (losetup, mount), e2fsprogs, util-linux, python3, and two packages that setup does not
+ * install (only this bench uses them): `apt-get install --no-install-recommends etcd-server strace`.
+ * etcd-server Depends: adduser, libc6, init-system-helpers; on a machine booted with systemd the
+ * package enables and starts etcd.service on 127.0.0.1:2379 — `systemctl disable --now etcd` after
+ * installing (the bench starts its own etcd). strace Depends: libc6, libunwind8.
  */
 import process from 'node:process';
 import { Buffer } from 'node:buffer';
@@ -360,7 +364,9 @@ const fmtGiB = (b) => `${(b / 2 ** 30).toFixed(2)} GiB`;
 async function main() {
   if (process.getuid?.() !== 0) throw new Error('needs root (losetup, mount): sudo npm run bench:datastore');
   for (const tool of ['etcd', 'strace', 'mkfs.ext4', 'losetup', PYTHON]) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is not installed (apt-get install -y $(grep -v '^#' scripts/apt-packages.txt))`);
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(
+        `${tool} is not installed: ${tool === 'etcd' || tool === 'strace' ? "apt-get install --no-install-recommends etcd-server strace (then, on a systemd machine, systemctl disable --now etcd)" : "run ./scripts/setup.sh"}`,
+      );
   }
   mkdirSync(DIR, { recursive: true });
   const work = mkdtempSync(join(DIR, 'datastore-'));

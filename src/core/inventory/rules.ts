@@ -133,7 +133,7 @@ function checkClusterRules(cluster: ParsedCluster, nodes: readonly ParsedNode[],
       out.push(cs.diag([], `several servers but none has clusterInit: true; set it on exactly one (e.g. ${servers[0]!.source.path})`));
     }
   } else if (servers.length === 1 && inits.length === 0) {
-    out.push(servers[0]!.source.diag(['role'], 'single server without clusterInit: k3s will use SQLite and more servers cannot be added later; set clusterInit: true for embedded etcd', 'warning'));
+    out.push(servers[0]!.source.diag(['role'], 'single server without clusterInit: k3s will use SQLite; adding servers later means restarting it with cluster-init on the same datastore, which a reflash wipes unless /var/lib/rancher is on a dataDisk; set clusterInit: true for embedded etcd (docs/inventory.md: one server)', 'warning'));
   }
   for (const extra of inits.slice(1)) {
     out.push(extra.source.diag(['clusterInit'], `only one server may have clusterInit: true; ${inits[0]!.hostname} (${inits[0]!.source.path}) already does`));
