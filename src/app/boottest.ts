@@ -9,7 +9,7 @@ import { homedir, tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { makeScratchDisk, startVm, type StartVmOptions, type Vm, vmExec } from '../adapters/qemu.js';
-import { type BootExpectations, evaluateBoot, parseProbe, probeScript } from '../core/boottest.js';
+import { type BootExpectations, evaluateBoot, joinSettled, joinStatusCommand, parseProbe, probeScript } from '../core/boottest.js';
 import { EnvironmentError, InputError, IoError } from '../core/errors.js';
 import { findNode } from '../core/node-selection.js';
 import type { Inventory, NodeModel } from '../core/model.js';
@@ -47,7 +47,7 @@ export interface BootTestResult {
   checks: CheckResult[];
   ok: boolean;
   /** milliseconds from power-on */
-  timings: { sshMs?: number; provisionedMs?: number; totalMs: number };
+  timings: { sshMs?: number; provisionedMs?: number; joinSettledMs?: number; totalMs: number };
   consoleLog: string;
   /** the image was built from another rendering of the node than the current inventory gives */
   stale: boolean;
@@ -213,8 +213,18 @@ export async function bootTest(opts: BootTestOptions): Promise<BootTestResult> {
     }
     timings.provisionedMs = Date.now() - vm.startedAt;
     opts.onPhase?.('cloud-init finished', timings.provisionedMs);
-    // give the join unit a moment to record its first attempt
-    await sleep(Math.min(15_000, Math.max(0, deadline - Date.now())));
+    // wait for the join to settle (joined, or waiting for a server the lone VM cannot reach), so the
+    // checks judge where first boot ends, not a moment of it; at the deadline the probe runs anyway
+    let lastPhase: string | undefined;
+    for (;;) {
+      const r = await vmExec(vm, joinStatusCommand(), { ...ssh, timeoutMs: 60_000 });
+      const join = joinSettled(r.stdout);
+      if (join.phase !== lastPhase && join.phase !== undefined) opts.onPhase?.(`join: ${join.phase}`, Date.now() - vm.startedAt);
+      lastPhase = join.phase;
+      if (join.settled || Date.now() > deadline) break;
+      await sleep(5000);
+    }
+    timings.joinSettledMs = Date.now() - vm.startedAt;
     const probe = await vmExec(vm, probeScript(exp), { ...ssh, timeoutMs: 120_000 });
     if (probe.exitCode !== 0 && !probe.stdout.includes('@@end')) {
       throw new IoError(`probing ${node.hostname} over SSH failed (exit ${probe.exitCode})`, { details: probe.stderr.trim().split('\n').slice(-5) });

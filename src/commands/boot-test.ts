@@ -64,7 +64,7 @@ export const bootTestCommand: CommandModule<GlobalArgs, BootTestArgs> = {
       const t = result.timings;
       const fmt = (ms?: number) => (ms === undefined ? 'n/a' : `${(ms / 1000).toFixed(0)} s`);
       out.out(
-        `${result.ok ? 'PASS' : 'FAIL'}: ${result.node} — SSH after ${fmt(t.sshMs)}, provisioned (cloud-init done) after ${fmt(t.provisionedMs)}, total ${fmt(t.totalMs)} (emulated arm64: slow)\n`,
+        `${result.ok ? 'PASS' : 'FAIL'}: ${result.node} — SSH after ${fmt(t.sshMs)}, provisioned (cloud-init done) after ${fmt(t.provisionedMs)}, join settled after ${fmt(t.joinSettledMs)}, total ${fmt(t.totalMs)} (emulated arm64: slow)\n`,
       );
       if (result.stale) out.out(`note: ${result.image} was built from an older configuration of ${result.node}; rebuild to test the current one\n`);
       if (result.kept) out.out(`VM left running: ssh -p ${result.kept.sshPort} ${inventory.cluster.admin.user}@127.0.0.1 (kill ${result.kept.pid ?? '<pid>'} to stop)\n`);

@@ -56,6 +56,28 @@ function phaseAtLeast(phase: string | undefined, wanted: (typeof JOIN_PHASES)[nu
   return i >= 0 && i >= JOIN_PHASES.indexOf(wanted);
 }
 
+/** Reads the join unit's status file on the node (prints nothing while there is none). */
+export function joinStatusCommand(): string {
+  return `sudo -n cat ${shq(`${NODE_PATHS.statusDir}/status.json`)} 2>/dev/null`;
+}
+
+/**
+ * Whether the join has got as far as a boot test can take it, so the probe describes the node's
+ * settled state instead of a moment in its first minutes: it joined, or it waits for a server that
+ * the lone VM cannot reach (an agent; a server joining another server). Any other phase is still on
+ * its way (or stuck: boot-test then probes at its deadline and the checks say where it stopped).
+ */
+export function joinSettled(statusJson: string): { settled: boolean; phase?: string } {
+  let phase: string | undefined;
+  try {
+    const p = (JSON.parse(statusJson) as { phase?: unknown }).phase;
+    if (typeof p === 'string') phase = p;
+  } catch {
+    /* no status yet */
+  }
+  return { settled: phase === 'joined' || phase === 'waiting-for-server', ...(phase === undefined ? {} : { phase }) };
+}
+
 /** Sections the probe prints, in order; each starts with a line `@@<name>`. */
 export const PROBE_SECTIONS = [
   'hostname',

@@ -1,7 +1,7 @@
 /** boot-test's judgement of a probed node: realistic probe output in, named checks out. */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { type BootExpectations, evaluateBoot, parseProbe, probeScript } from '../../src/core/boottest.js';
+import { type BootExpectations, evaluateBoot, joinSettled, parseProbe, probeScript } from '../../src/core/boottest.js';
 import { NODE_PATHS } from '../../src/core/render/paths.js';
 import { renderNodeFiles } from '../../src/core/render/node.js';
 import { loadTemplates } from '../../src/adapters/templates.js';
@@ -187,5 +187,18 @@ describe('boot-test: where k3s looks for what the image carries', () => {
     expect(byName(cs, 'k3s-service')?.status).toBe('warn');
     expect(byName(cs, 'manifests')).toBeUndefined();
     expect(cs.filter((c) => c.status === 'fail')).toEqual([]);
+  });
+});
+
+describe('joinSettled: when boot-test probes', () => {
+  it('joined and waiting-for-server are where a lone VM ends; every other phase is still on its way', () => {
+    expect(joinSettled('{"phase":"joined","run":1}')).toEqual({ settled: true, phase: 'joined' });
+    expect(joinSettled('{"phase":"waiting-for-server","attempts":3}')).toEqual({ settled: true, phase: 'waiting-for-server' });
+    for (const phase of ['starting', 'waiting-for-data-disk', 'installing', 'starting-k3s', 'waiting-for-registration', 'removing-seed-secrets']) {
+      expect(joinSettled(JSON.stringify({ phase }))).toEqual({ settled: false, phase });
+    }
+    expect(joinSettled('')).toEqual({ settled: false });
+    expect(joinSettled('cat: permission denied')).toEqual({ settled: false });
+    expect(joinSettled('{"phase":7}')).toEqual({ settled: false });
   });
 });
