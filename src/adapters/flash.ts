@@ -162,6 +162,19 @@ export function alignedBuffer(bytes: number): Buffer {
 const WRITES_IN_FLIGHT = 2;
 
 /**
+ * `count` aligned buffers of `bytes`, or undefined when the memory cannot be had (a WebAssembly
+ * memory reserves address space beyond its size: a tight `ulimit -v` refuses it). The callers then
+ * go through the page cache instead.
+ */
+function alignedBuffers(count: number, bytes: number): Buffer[] | undefined {
+  try {
+    return Array.from({ length: count }, () => alignedBuffer(bytes));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The card, opened exclusively for writing. Where the device takes O_DIRECT (proven by one aligned
  * read when it is opened) every aligned transfer goes straight to the medium from an aligned
  * buffer, as `dd oflag=direct` does, with up to two in flight: the card is busy while the image is
@@ -202,12 +215,14 @@ export class CardWriter {
       }
       if (fh !== undefined) {
         const size = Math.max(DIRECT_ALIGN, Math.ceil(chunkSize / DIRECT_ALIGN) * DIRECT_ALIGN);
-        const buffers = Array.from({ length: WRITES_IN_FLIGHT }, () => alignedBuffer(size));
+        const buffers = alignedBuffers(WRITES_IN_FLIGHT, size);
         try {
+          if (buffers === undefined) throw new Error('no aligned memory');
           await fh.read(buffers[0]!, 0, DIRECT_ALIGN, 0);
           return new CardWriter(device, fh, buffers);
         } catch {
-          await fh.close(); // the device does not take aligned O_DIRECT reads: written through the page cache
+          // no aligned memory, or the device does not take aligned O_DIRECT reads: written through the page cache
+          await fh.close();
         }
       }
     }
@@ -299,8 +314,8 @@ export interface ReadBackChunk {
  * the page cache), in order, feeding each chunk to `onChunk` (a view of a buffer that is reused
  * once the returned promise settles). The next chunk is read while `onChunk` hashes this one, so
  * the read-back runs at the medium's speed. Returns the bytes read of each span (fewer than asked
- * where the device ended). A device that refuses O_DIRECT is read through the page cache, after
- * `blockdev --flushbufs` dropped what it held of the device.
+ * where the device ended). A device that refuses O_DIRECT (or no aligned memory) is read through
+ * the page cache, after `blockdev --flushbufs` dropped what it held of the device.
  */
 export async function readDeviceDirect(
   device: string,
@@ -310,14 +325,17 @@ export async function readDeviceDirect(
 ): Promise<number[]> {
   const size = Math.max(DIRECT_ALIGN, Math.ceil(chunkSize / DIRECT_ALIGN) * DIRECT_ALIGN);
   let fh: FileHandle;
-  let direct = true;
+  // two aligned buffers: one being read into while the other is handed to onChunk
+  const aligned = alignedBuffers(2, size);
+  let direct = aligned !== undefined;
+  const bufs = aligned ?? [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)];
   const failed = (err: unknown): IoError =>
     new IoError(`${device}: reading the card back failed: ${(err as Error).message}`, {
       hint: 'the card or reader may be failing (or was removed); try another card or reader',
       cause: err,
     });
   try {
-    fh = await open(device, constants.O_RDONLY | constants.O_DIRECT);
+    fh = await open(device, constants.O_RDONLY | (direct ? constants.O_DIRECT : 0));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw failed(err);
     fh = await open(device, constants.O_RDONLY).catch((e: unknown) => {
@@ -325,8 +343,6 @@ export async function readDeviceDirect(
     });
     direct = false;
   }
-  // two aligned buffers: one being read into while the other is handed to onChunk
-  const bufs = [alignedBuffer(size), alignedBuffer(size)] as const;
   const pieces: (ReadBackChunk & { n: number })[] = [];
   spans.forEach((sp, span) => {
     for (let pos = sp.start; pos < sp.end; pos += size) pieces.push({ span, position: pos, n: Math.min(size, sp.end - pos), last: pos + size >= sp.end });
