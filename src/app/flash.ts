@@ -5,7 +5,8 @@
  *   2. check the target (refusing system disks, mounted, read-only or too-small devices …) and ask
  *      the operator to type the device name unless they said --yes (checkFlashTarget);
  *   3. write it with the head last, read it back with O_DIRECT and re-read the seed files
- *      (src/adapters/flash.ts), then ask the kernel to re-read the partition table.
+ *      (src/adapters/flash.ts), then ask the kernel to re-read the partition table;
+ *   4. with --eject, power the card off (whether: src/core/eject.ts; how: the blockdev adapter).
  * Block devices, image files and the writer come in as ports, so tests can pass fakes.
  */
 import { stat } from 'node:fs/promises';
