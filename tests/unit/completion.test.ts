@@ -19,6 +19,18 @@ const names = commands.map((c) => String(c.command).split(' ')[0]!);
 const roots: string[] = [];
 afterAll(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
 
+/** A temp dir holding a `pi-image` that runs this checkout's CLI (for PATH) and the shell's completion script. */
+function shellSetup(shell: 'bash' | 'zsh', scriptName: string): { root: string; script: string } {
+  const root = mkdtempSync(join(tmpdir(), `pi-image-completion-${shell}-`));
+  roots.push(root);
+  const bin = join(root, 'pi-image');
+  writeFileSync(bin, `#!/bin/sh\nexec ${REPO_ROOT}/node_modules/.bin/tsx ${REPO_ROOT}/src/cli.ts "$@"\n`);
+  chmodSync(bin, 0o755);
+  const script = join(root, scriptName);
+  writeFileSync(script, completionScript(shell));
+  return { root, script };
+}
+
 describe('pi-image completion', () => {
   it('prints the bash and zsh scripts; without an argument takes the shell from $SHELL', async () => {
     const bash = await cli(['completion', 'bash']);
@@ -65,13 +77,7 @@ describe('pi-image completion', () => {
 
   // the generated script itself, in a real bash, calling the CLI through a pi-image on PATH
   it.skipIf(!existsSync('/bin/bash'))('the bash script completes through the CLI', () => {
-    const root = mkdtempSync(join(tmpdir(), 'pi-image-completion-'));
-    roots.push(root);
-    const bin = join(root, 'pi-image');
-    writeFileSync(bin, `#!/bin/sh\nexec ${REPO_ROOT}/node_modules/.bin/tsx ${REPO_ROOT}/src/cli.ts "$@"\n`);
-    chmodSync(bin, 0o755);
-    const script = join(root, 'completion.bash');
-    writeFileSync(script, completionScript('bash'));
+    const { root, script } = shellSetup('bash', 'completion.bash');
     const complete = (line: string) =>
       execFileSync(
         'bash',
@@ -88,13 +94,7 @@ describe('pi-image completion', () => {
   // the zsh script in a real interactive zsh (compinit, the script sourced as the README says), driven
   // through a pseudo-terminal (zsh/zpty): the line typed with a TAB, then what zsh shows after it
   it.skipIf(!existsSync('/usr/bin/zsh') && !existsSync('/bin/zsh'))('the zsh script completes through the CLI', () => {
-    const root = mkdtempSync(join(tmpdir(), 'pi-image-completion-zsh-'));
-    roots.push(root);
-    const bin = join(root, 'pi-image');
-    writeFileSync(bin, `#!/bin/sh\nexec ${REPO_ROOT}/node_modules/.bin/tsx ${REPO_ROOT}/src/cli.ts "$@"\n`);
-    chmodSync(bin, 0o755);
-    const script = join(root, '_pi-image');
-    writeFileSync(script, completionScript('zsh'));
+    const { root, script } = shellSetup('zsh', '_pi-image');
     const driver = join(root, 'drive.zsh');
     // the prompt is written as "PI""READY" so the echo of the setup line never matches it; each read
     // waits for its pattern (no timing), the spawn's timeout only stops a hung zsh
