@@ -46,6 +46,10 @@ describe('the built CLI (dist/ under plain node)', () => {
     const ok = await execa(process.execPath, [join(DIST, 'cli.js'), 'validate', '-i', 'nodes'], { cwd: REPO_ROOT, reject: false });
     expect(ok.exitCode, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/^inventory nodes is valid: cluster pi-cluster, 4 nodes/);
+    // -v: the trace set up by the CLI's chunk reaches the command's chunk (one trace module in the bundle)
+    const traced = await execa(process.execPath, [join(DIST, 'cli.js'), 'validate', '-i', 'nodes', '-v'], { cwd: REPO_ROOT, reject: false });
+    expect(traced.exitCode, traced.stderr).toBe(0);
+    expect(traced.stderr).toMatch(/^\+ read nodes\/cluster\.yaml \(\d+ bytes\)$/m);
     const de = await execa(process.execPath, [join(DIST, 'cli.js'), '--help'], { reject: false, env: { ...process.env, LANG: 'de_DE.UTF-8', LC_ALL: '', LC_MESSAGES: '' } });
     expect(de.stdout).toContain('Kommandos:');
   });
