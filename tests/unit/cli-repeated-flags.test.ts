@@ -4,8 +4,7 @@
  * The command tree is walked from src/commands/index.ts, so a new command or option is covered
  * without touching this test. Handlers are replaced by a probe: nothing runs for real.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import { loadAllCommands } from '../../src/commands/index.js';
 const commands = await loadAllCommands();
 import { EXIT_CODES } from '../../src/core/errors.js';
 import { cli } from '../helpers/run-cli.js';
+import { testTempDir } from '../helpers/temp-dir.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Module = CommandModule<any, any>;
@@ -168,7 +168,7 @@ describe('repeated flags: the last value wins, for every option of every command
 
 describe('a repeated flag never ends in an internal error', () => {
   it('`pi-image netboot pi-cluster-3 --root a --root b` is handled (no exit 70)', async () => {
-    const cwd = mkdtempSync(join(tmpdir(), 'pi-image-flags-'));
+    const cwd = testTempDir('pi-image-flags-');
     const r = await cli(['netboot', 'pi-cluster-3', '--root', 'a', '--root', 'b'], { cwd });
     expect(r.code).not.toBe(EXIT_CODES.internal);
     expect(r.code).toBe(EXIT_CODES.input); // no inventory in an empty directory
@@ -176,7 +176,7 @@ describe('a repeated flag never ends in an internal error', () => {
   });
 
   it('`-o json -o text` prints text', async () => {
-    const cwd = mkdtempSync(join(tmpdir(), 'pi-image-flags-'));
+    const cwd = testTempDir('pi-image-flags-');
     const r = await cli(['validate', '-o', 'json', '-o', 'text', '-i', 'missing', '-i', join(cwd, 'nowhere')], { cwd });
     expect(r.code).toBe(EXIT_CODES.input);
     expect(r.stderr).toContain(`inventory directory ${join(cwd, 'nowhere')} does not exist`);

@@ -1,6 +1,5 @@
 /** The one-module-per-concept foundations: build record, atomic write, evidence folders, node selection, operator, clock. */
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { atomicWriteFile } from '../../src/adapters/atomic-write.js';
@@ -11,8 +10,9 @@ import { fakeClock } from '../../src/core/clock.js';
 import { InputError, IoError } from '../../src/core/errors.js';
 import { checkNodeChoice, findNode, selectNodes } from '../../src/core/node-selection.js';
 import { operatorName } from '../../src/core/operator.js';
+import { testTempDir } from '../helpers/temp-dir.js';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'pi-image-concepts-'));
+const tmp = () => testTempDir('pi-image-concepts-');
 const SHA = 'a'.repeat(64);
 
 function record(): BuildRecord {

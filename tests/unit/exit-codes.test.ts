@@ -1,6 +1,5 @@
 /** Exit codes come from one channel: the category of the error that ended the run. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -14,6 +13,7 @@ import {
   type PiImageError,
 } from '../../src/core/errors.js';
 import { cli } from '../helpers/run-cli.js';
+import { testTempDir } from '../helpers/temp-dir.js';
 
 describe('exit codes by category', () => {
   const cases: [PiImageError, keyof typeof EXIT_CODES, number][] = [
@@ -33,7 +33,7 @@ describe('exit codes by category', () => {
   }
 
   it('a command that reported its failures ends with the category code and prints no extra error line', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pi-image-exit-'));
+    const dir = testTempDir('pi-image-exit-');
     writeFileSync(join(dir, 'cluster.yaml'), 'apiVersion: nope\n');
     const r = await cli(['validate', '-i', dir]);
     expect(r.code).toBe(EXIT_CODES.input);
