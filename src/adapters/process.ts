@@ -53,14 +53,12 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   truncate: 'coreutils',
   sha256sum: 'coreutils',
   'qemu-system-aarch64': 'qemu-system-arm',
-  'qemu-img': 'qemu-utils',
   dnsmasq: 'dnsmasq-base',
   ssh: 'openssh-client',
   'ssh-keygen': 'openssh-client',
   age: 'age',
   python3: 'python3',
   mmdebstrap: 'mmdebstrap',
-  debootstrap: 'debootstrap',
 };
 
 /** `apt-get install <pkg>` for a known program, a generic hint otherwise. */
