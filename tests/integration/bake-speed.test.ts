@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ext4Apply, ext4ReadFile, ext4Stat } from '../../src/adapters/ext4.js';
 import { fatReadFile } from '../../src/adapters/fat.js';
-import { fileSha256, type Progress, sparseCopy, writeRenderedFiles } from '../../src/adapters/image-files.js';
+import { fileSha256, fileSha256AndRanges, type Progress, sparseCopy, writeRenderedFiles } from '../../src/adapters/image-files.js';
 import { inspectImage } from '../../src/adapters/partitions.js';
 import { IoError } from '../../src/core/errors.js';
 import { fsckExt4, makePiOsImage, MiB, type PiOsImage } from '../helpers/pi-os-image.js';
@@ -72,6 +72,45 @@ describe('fileSha256', () => {
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IoError);
     expect((err as IoError).message).toMatch(/progress display broke/);
+  });
+});
+
+describe('fileSha256AndRanges', () => {
+  it('gives the file sha256 and each range sha256, holes hashed as zeros, in one thread or two', async () => {
+    // 9 MiB: data, a hole, data; ranges that cross the hole and the read size, and a one-byte range
+    const p = join(dir, 'ranges.img');
+    const bytes = Buffer.alloc(9 * MiB);
+    randomBytes(3 * MiB).copy(bytes, 0);
+    randomBytes(2 * MiB).copy(bytes, 7 * MiB);
+    await writeFile(p, bytes);
+    const data = [
+      { start: 0, end: 3 * MiB },
+      { start: 7 * MiB, end: 9 * MiB },
+    ];
+    const ranges = [
+      { start: 4096, end: MiB + 12345 },
+      { start: 2 * MiB, end: 8 * MiB },
+      { start: 9 * MiB - 1, end: 9 * MiB },
+    ];
+    const seen: Progress[] = [];
+    const r = await fileSha256AndRanges(p, { ranges, data }, (x) => seen.push(x));
+    expect(r.sha256).toBe(sha(bytes));
+    expect(r.sums).toEqual(ranges.map((x) => sha(bytes.subarray(x.start, x.end))));
+    expect(seen.at(-1)).toEqual({ phase: 'hash', bytes: bytes.length, total: bytes.length });
+    // no ranges: the file's sha256 alone; and several at once
+    const [a, b] = await Promise.all([fileSha256AndRanges(p, { data }), fileSha256AndRanges(p, { ranges })]);
+    expect(a).toEqual({ sha256: sha(bytes), sums: [] });
+    expect(b).toEqual(r);
+  });
+
+  it('fails once, naming the file, when the file is missing or the signal is aborted', async () => {
+    const missing = join(dir, 'no-such-ranges.img');
+    const err = await fileSha256AndRanges(missing, { ranges: [{ start: 0, end: 10 }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IoError);
+    expect((err as IoError).message).toContain(missing);
+    const stop = new AbortController();
+    const pending = fileSha256AndRanges(base.path, { ranges: [{ start: 0, end: MiB }] }, () => stop.abort(), stop.signal);
+    await expect(pending).rejects.toThrow(/cancelled/);
   });
 });
 
