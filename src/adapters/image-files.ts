@@ -14,7 +14,6 @@
 import { rmSync } from 'node:fs';
 import { chmod, lstat, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
-import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { EnvironmentError, IoError } from '../core/errors.js';
 import type { RenderedFile } from '../core/model.js';
@@ -302,12 +301,9 @@ export function fileSha256(path: string, onProgress?: ProgressFn, signal?: Abort
 }
 
 /**
- * The file's sha256 and the sha256 of each of `ranges` (sorted, disjoint byte ranges). With `data`
- * (the file's data extents, SEEK_DATA/SEEK_HOLE), holes are not read: they are hashed as the zeros
- * they read as. On a machine with more than one core the two kinds of hash run in two threads side
- * by side, each reading what it needs (the second read comes from the page cache): sha256 runs one
- * block at a time, so one thread doing both costs the sum of the two, two threads the longer one.
- * On one core, one thread does both in one read pass.
+ * The file's sha256 and, in the same read pass (one thread), the sha256 of each of `ranges`
+ * (sorted, disjoint byte ranges). With `data` (the file's data extents, SEEK_DATA/SEEK_HOLE), holes
+ * are not read: they are hashed as the zeros they read as.
  */
 export function fileSha256AndRanges(
   path: string,
@@ -315,25 +311,20 @@ export function fileSha256AndRanges(
   onProgress?: ProgressFn,
   signal?: AbortSignal,
 ): Promise<{ sha256: string; sums: string[] }> {
-  const ranges = o.ranges ?? [];
-  if (ranges.length === 0 || availableParallelism() < 2) return hashInWorker(path, { whole: true, ranges: o.ranges, data: o.data }, onProgress, signal);
-  const both = new AbortController();
-  const stop = () => both.abort();
-  signal?.addEventListener('abort', stop, { once: true });
-  const settle = <T>(p: Promise<T>) => p.catch((err: unknown) => {
-    both.abort(); // one failed: the other stops too
-    throw err;
-  });
-  return Promise.all([
-    settle(hashInWorker(path, { whole: true, data: o.data }, onProgress, both.signal)),
-    settle(hashInWorker(path, { whole: false, ranges, data: o.data }, undefined, both.signal)),
-  ])
-    .then(([file, parts]) => ({ sha256: file.sha256, sums: parts.sums }))
-    .catch((err: unknown) => {
-      // an abort from outside reads as "cancelled", not as whichever thread noticed first
-      throw signal?.aborted ? new IoError(`cannot read ${path}: cancelled`, { cause: err }) : err;
-    })
-    .finally(() => signal?.removeEventListener('abort', stop));
+  return hashInWorker(path, { whole: true, ranges: o.ranges, data: o.data }, onProgress, signal);
+}
+
+/**
+ * The sha256 of each of `ranges` (sorted, disjoint byte ranges) of a file, in a worker thread that
+ * reads only those bytes (holes listed by `data` are hashed as zeros, not read). With
+ * fileSha256 in another thread, the two hashes of a new image run side by side on two cores.
+ */
+export function fileRangeSums(
+  path: string,
+  o: { ranges: readonly { start: number; end: number }[]; data?: readonly { start: number; end: number }[] },
+  signal?: AbortSignal,
+): Promise<string[]> {
+  return hashInWorker(path, { whole: false, ranges: o.ranges, data: o.data }, undefined, signal).then((r) => r.sums);
 }
 
 /** One HASH_WORKER thread over `path`. Aborting `signal` stops the thread and rejects. */

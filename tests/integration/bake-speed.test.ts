@@ -10,8 +10,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ext4Apply, ext4ReadFile, ext4Stat } from '../../src/adapters/ext4.js';
 import { fatReadFile } from '../../src/adapters/fat.js';
-import { fileSha256, fileSha256AndRanges, type Progress, sparseCopy, writeRenderedFiles } from '../../src/adapters/image-files.js';
+import { fileRangeSums, fileSha256, fileSha256AndRanges, type Progress, sparseCopy, writeRenderedFiles } from '../../src/adapters/image-files.js';
 import { inspectImage } from '../../src/adapters/partitions.js';
+import { hashAndMapImage } from '../../src/adapters/bmap.js';
+import { parseBmap, rangeBytes } from '../../src/core/bmap.js';
 import { IoError } from '../../src/core/errors.js';
 import { fsckExt4, makePiOsImage, MiB, type PiOsImage } from '../helpers/pi-os-image.js';
 
@@ -75,8 +77,8 @@ describe('fileSha256', () => {
   });
 });
 
-describe('fileSha256AndRanges', () => {
-  it('gives the file sha256 and each range sha256, holes hashed as zeros, in one thread or two', async () => {
+describe('fileSha256AndRanges and fileRangeSums', () => {
+  it('give the file sha256 and each range sha256, holes hashed as zeros, in one pass or in a thread of their own', async () => {
     // 9 MiB: data, a hole, data; ranges that cross the hole and the read size, and a one-byte range
     const p = join(dir, 'ranges.img');
     const bytes = Buffer.alloc(9 * MiB);
@@ -97,20 +99,53 @@ describe('fileSha256AndRanges', () => {
     expect(r.sha256).toBe(sha(bytes));
     expect(r.sums).toEqual(ranges.map((x) => sha(bytes.subarray(x.start, x.end))));
     expect(seen.at(-1)).toEqual({ phase: 'hash', bytes: bytes.length, total: bytes.length });
-    // no ranges: the file's sha256 alone; and several at once
-    const [a, b] = await Promise.all([fileSha256AndRanges(p, { data }), fileSha256AndRanges(p, { ranges })]);
+    // no ranges: the file's sha256 alone; the ranges alone, with or without the extents; several at once
+    const [a, b, c, d] = await Promise.all([fileSha256AndRanges(p, { data }), fileSha256AndRanges(p, { ranges }), fileRangeSums(p, { ranges, data }), fileRangeSums(p, { ranges })]);
     expect(a).toEqual({ sha256: sha(bytes), sums: [] });
     expect(b).toEqual(r);
+    expect(c).toEqual(r.sums);
+    expect(d).toEqual(r.sums);
   });
 
   it('fails once, naming the file, when the file is missing or the signal is aborted', async () => {
     const missing = join(dir, 'no-such-ranges.img');
-    const err = await fileSha256AndRanges(missing, { ranges: [{ start: 0, end: 10 }] }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(IoError);
-    expect((err as IoError).message).toContain(missing);
+    for (const err of await Promise.all([
+      fileSha256AndRanges(missing, { ranges: [{ start: 0, end: 10 }] }).catch((e: unknown) => e),
+      fileRangeSums(missing, { ranges: [{ start: 0, end: 10 }] }).catch((e: unknown) => e),
+    ])) {
+      expect(err).toBeInstanceOf(IoError);
+      expect((err as IoError).message).toContain(missing);
+    }
     const stop = new AbortController();
     const pending = fileSha256AndRanges(base.path, { ranges: [{ start: 0, end: MiB }] }, () => stop.abort(), stop.signal);
     await expect(pending).rejects.toThrow(/cancelled/);
+    await expect(fileRangeSums(base.path, { ranges: [{ start: 0, end: MiB }] }, AbortSignal.abort())).rejects.toThrow(/cancelled/);
+  });
+});
+
+describe('hashAndMapImage', () => {
+  it('gives the image sha256 and a block map whose range sums match the image', async () => {
+    const layout = await inspectImage(base.path);
+    const d = await hashAndMapImage(base.path, layout);
+    const bytes = await readFile(base.path);
+    expect(d.sha256).toBe(sha(bytes));
+    const parsed = parseBmap(d.bmap.text);
+    if (!('bmap' in parsed)) throw new Error(parsed.problem);
+    expect(parsed.bmap.checksum).toBe(d.bmap.checksum);
+    for (const r of parsed.bmap.ranges) {
+      const { start, end } = rangeBytes(r, parsed.bmap.imageSize);
+      expect(sha(bytes.subarray(start, end)), `blocks ${r.first}-${r.last}`).toBe(r.sha256);
+    }
+  });
+
+  it('fails with one IoError when the map cannot be made (the image hash started beside it is stopped)', async () => {
+    const layout = await inspectImage(base.path);
+    // the FAT partition where the ext4 one should be: dumpe2fs refuses it
+    const wrong = { ...layout, root: { ...layout.root, startBytes: layout.boot.startBytes } };
+    const err = await hashAndMapImage(base.path, wrong).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IoError);
+    expect((err as IoError).message).toMatch(/cannot map the blocks of .*base\.img/);
+    await expect(hashAndMapImage(base.path, layout, AbortSignal.abort())).rejects.toThrow(/cancelled/);
   });
 });
 
