@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { type Bmap, BMAP_BLOCK_SIZE, type ByteRange, mappedBlocks, mergeRanges, parseBmap, rangeBytes, renderBmap } from '../core/bmap.js';
 import { IoError } from '../core/errors.js';
-import { fileRangeSums, fileSha256, fileSha256AndRanges, type ProgressFn } from './image-files.js';
+import { fileRangeSums, fileSha256AndRanges, type ProgressFn } from './image-files.js';
 import type { ImageLayout } from './partitions.js';
 import { readAt } from './partitions.js';
 import { run } from './process.js';
@@ -120,54 +120,55 @@ export interface ImageDigest {
 }
 
 /**
- * The image's sha256 and its block map. On a machine with more than one core, the image's sha256
- * starts at once in one thread while the map is worked out (python3's SEEK_DATA walk, dumpe2fs),
- * and the sums of the map's ranges follow in a second thread: sha256 runs one block after another,
- * so one thread doing both hashes costs their sum, two threads the longer of the two. The second
- * read comes from the page cache. On one core, one thread hashes both in one read pass.
+ * The image's sha256 and its block map. The map comes first (python3's SEEK_DATA walk, dumpe2fs),
+ * then, on a machine with more than one core, the image's sha256 and the sums of the map's ranges
+ * run in two threads side by side, neither reading the holes: sha256 runs one block after another,
+ * so one thread doing both hashes costs their sum, two threads the longer of the two (the second
+ * read comes from the page cache). On one core, one thread hashes both in one read pass. (Starting
+ * the image's sha256 before the map is known means reading the holes of a file whose pages are
+ * still being written back; measured on the bench image, that made the build slower, not faster.)
  */
 export async function hashAndMapImage(image: string, layout: ImageLayout, signal?: AbortSignal, onProgress?: ProgressFn): Promise<ImageDigest> {
   const size = layout.sizeBytes;
-  const mapOf = async () => {
-    let data: ByteRange[];
-    let unneeded: ByteRange[];
-    try {
-      [data, unneeded] = await Promise.all([dataExtents(image), unneededRanges(image, layout)]);
-    } catch (cause) {
-      throw new IoError(`cannot map the blocks of ${image}: ${(cause as Error).message.split('\n')[0]}`, { cause });
-    }
-    const blocks = mappedBlocks({ size, data, unneeded });
-    return { data, blocks, ranges: blocks.map((r) => rangeBytes(r, size)) };
-  };
+  let data: ByteRange[];
+  let unneeded: ByteRange[];
+  try {
+    [data, unneeded] = await Promise.all([dataExtents(image), unneededRanges(image, layout)]);
+  } catch (cause) {
+    throw new IoError(`cannot map the blocks of ${image}: ${(cause as Error).message.split('\n')[0]}`, { cause });
+  }
+  const blocks = mappedBlocks({ size, data, unneeded });
+  const ranges = blocks.map((r) => rangeBytes(r, size));
   let sha256: string;
   let sums: string[];
-  let map: Awaited<ReturnType<typeof mapOf>>;
   if (availableParallelism() < 2) {
-    map = await mapOf();
-    ({ sha256, sums } = await fileSha256AndRanges(image, { ranges: map.ranges, data: map.data }, onProgress, signal));
+    ({ sha256, sums } = await fileSha256AndRanges(image, { ranges, data }, onProgress, signal));
   } else {
     if (signal?.aborted) throw new IoError(`cannot read ${image}: cancelled`);
     const stop = new AbortController();
     const cancel = () => stop.abort();
     signal?.addEventListener('abort', cancel, { once: true });
-    const whole = fileSha256(image, onProgress, stop.signal);
+    const settle = <T>(p: Promise<T>) =>
+      p.catch((err: unknown) => {
+        stop.abort(); // one failed: the other thread stops too
+        throw err;
+      });
     try {
-      map = await mapOf();
-      sums = await fileRangeSums(image, { ranges: map.ranges, data: map.data }, stop.signal);
-      sha256 = await whole;
+      [{ sha256 }, sums] = await Promise.all([
+        settle(fileSha256AndRanges(image, { data }, onProgress, stop.signal)),
+        settle(fileRangeSums(image, { ranges, data }, stop.signal)),
+      ]);
     } catch (err) {
-      stop.abort(); // the other thread stops too, and its rejection is not left unhandled
-      await whole.catch(() => undefined);
       throw signal?.aborted ? new IoError(`cannot read ${image}: cancelled`, { cause: err }) : err;
     } finally {
       signal?.removeEventListener('abort', cancel);
     }
   }
-  const bmapRanges = map.blocks.map((r, i) => ({ ...r, sha256: sums[i]! }));
+  const bmapRanges = blocks.map((r, i) => ({ ...r, sha256: sums[i]! }));
   const { text, checksum } = renderBmap({ imageSize: size, ranges: bmapRanges });
   return {
     sha256,
-    bmap: { text, checksum, mappedBytes: map.ranges.reduce((a, r) => a + r.end - r.start, 0), blocks: bmapRanges.reduce((a, r) => a + r.last - r.first + 1, 0) },
+    bmap: { text, checksum, mappedBytes: ranges.reduce((a, r) => a + r.end - r.start, 0), blocks: bmapRanges.reduce((a, r) => a + r.last - r.first + 1, 0) },
   };
 }
 

@@ -138,7 +138,7 @@ describe('hashAndMapImage', () => {
     }
   });
 
-  it('fails with one IoError when the map cannot be made (the image hash started beside it is stopped)', async () => {
+  it('fails with one IoError when the map cannot be made (no hash is started)', async () => {
     const layout = await inspectImage(base.path);
     // the FAT partition where the ext4 one should be: dumpe2fs refuses it
     const wrong = { ...layout, root: { ...layout.root, startBytes: layout.boot.startBytes } };
