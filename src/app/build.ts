@@ -211,7 +211,7 @@ async function bakeNode(
       progress('hash', 0.75);
     });
   const hash = (path: string) => fileSha256(path, undefined, shared.signal);
-  // the raw image's sha256 and its block map (bmaptool's format) in one read pass
+  // the raw image's sha256 and its block map (bmaptool's format), hashed side by side
   const hashAndMap = async (path: string): Promise<string> => {
     digest = await hashAndMapImage(path, layout, shared.signal);
     return digest.sha256;
