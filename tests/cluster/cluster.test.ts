@@ -200,7 +200,9 @@ describe.skipIf(unsupported !== undefined)('cluster tier: the nodes form the clu
     const s = await waitForStatus(DRILLED, (x) => x.reachable && x.status?.phase === 'waiting-for-server' && x.status.attempts >= 1, 'waiting-for-server');
     times.agentsWaitingMs = Date.now() - t0;
     expect(s.status!.lastError).toMatch(/k3s server https:\/\/10\.0\.0\.11:6443 does not answer/);
-    const table = await pi(['status', '--known-hosts', knownHosts]);
+    // every node's SSH login within a minute: the default 15 s is an operator's deadline, not a
+    // loaded CI machine's (four QEMU guests without KVM beside two CPU hogs missed it)
+    const table = await pi(['status', '--known-hosts', knownHosts, '--timeout', '60s']);
     expect(table.stdout).toMatch(/pi-cluster-1\s.*(unreachable|no answer|not reachable)/i);
     expect(table.stdout).toMatch(/pi-cluster-4\s+.*waiting-for-server/);
   });
@@ -214,7 +216,7 @@ describe.skipIf(unsupported !== undefined)('cluster tier: the nodes form the clu
     times.serverFirstAnswerMs = Date.now() - t0;
     // the operator already holds a kubeconfig when the server's power goes
     const early = join(setup.inv.root, 'kubeconfig-before-the-cut');
-    const fetched = await pi(['kubeconfig', '--out', early, '--known-hosts', knownHosts]);
+    const fetched = await pi(['kubeconfig', '--out', early, '--known-hosts', knownHosts, '--timeout', '2m']);
     expect(fetched.code, fetched.stderr).toBe(0);
     await power.cut(server);
     // what the operator sees while the server is down: the API cannot be reached (exit 5, cluster)
@@ -234,7 +236,7 @@ describe.skipIf(unsupported !== undefined)('cluster tier: the nodes form the clu
   });
 
   it('`pi-image kubeconfig` fetches the admin kubeconfig over SSH and pins the server’s host key', async () => {
-    const r = await pi(['kubeconfig', '--out', kubeconfig, '--known-hosts', knownHosts]);
+    const r = await pi(['kubeconfig', '--out', kubeconfig, '--known-hosts', knownHosts, '--timeout', '2m']);
     expect(r.code, r.stderr).toBe(0);
     expect(await readFile(kubeconfig, 'utf8')).toMatch(/server: https:\/\/10\.0\.0\.11:6443/);
     expect(await readFile(knownHosts, 'utf8')).toMatch(/^10\.0\.0\.11 ssh-ed25519 /m);
