@@ -144,25 +144,18 @@ export async function hashAndMapImage(image: string, layout: ImageLayout, signal
   if (availableParallelism() < 2) {
     ({ sha256, sums } = await fileSha256AndRanges(image, { ranges, data }, onProgress, signal));
   } else {
-    if (signal?.aborted) throw new IoError(`cannot read ${image}: cancelled`);
+    // either the caller's signal or the other thread's failure stops both threads
     const stop = new AbortController();
-    const cancel = () => stop.abort();
-    signal?.addEventListener('abort', cancel, { once: true });
-    const settle = <T>(p: Promise<T>) =>
+    const either = signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]);
+    const stopOnFailure = <T>(p: Promise<T>) =>
       p.catch((err: unknown) => {
-        stop.abort(); // one failed: the other thread stops too
+        stop.abort();
         throw err;
       });
-    try {
-      [{ sha256 }, sums] = await Promise.all([
-        settle(fileSha256AndRanges(image, { data }, onProgress, stop.signal)),
-        settle(fileRangeSums(image, { ranges, data }, stop.signal)),
-      ]);
-    } catch (err) {
-      throw signal?.aborted ? new IoError(`cannot read ${image}: cancelled`, { cause: err }) : err;
-    } finally {
-      signal?.removeEventListener('abort', cancel);
-    }
+    [{ sha256 }, sums] = await Promise.all([
+      stopOnFailure(fileSha256AndRanges(image, { data }, onProgress, either)),
+      stopOnFailure(fileRangeSums(image, { ranges, data }, either)),
+    ]);
   }
   const bmapRanges = blocks.map((r, i) => ({ ...r, sha256: sums[i]! }));
   const { text, checksum } = renderBmap({ imageSize: size, ranges: bmapRanges });
