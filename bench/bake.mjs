@@ -104,14 +104,16 @@ function shAsync(cmd, args, opts = {}) {
     const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
+    child.on('error', (e) => reject(e.code === 'ENOENT' ? notInstalled(cmd) : e));
     child.on('close', (code, signal) => (code === 0 ? resolvePromise() : reject(new Error(`${cmd} ${args.join(' ')} exited ${code ?? signal}:\n${stderr}`))));
   });
 }
 
+const notInstalled = (cmd) => new Error(`${cmd} is not installed (apt-get install -y $(grep -v '^#' scripts/apt-packages.txt))`);
+
 function sh(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...opts });
-  if (r.error?.code === 'ENOENT') throw new Error(`${cmd} is not installed (apt-get install -y $(grep -v '^#' scripts/apt-packages.txt))`);
+  if (r.error?.code === 'ENOENT') throw notInstalled(cmd);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}:\n${r.stderr}`);
   return r.stdout;
 }
